@@ -1,0 +1,1 @@
+"""ECG data: WFDB reading, PhysioNet download, labels, preprocessing, windows, splits, the window store."""

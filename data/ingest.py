@@ -1,0 +1,132 @@
+"""Reading many records in parallel and assembling their windows into one cohort table."""
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from data.records import RecordError, RecordWindows
+
+RecordTask = tuple[str, Callable[[], RecordWindows]]
+
+
+@dataclass
+class ReadResult:
+    """Windows of the records that were read, and the reason each skipped record was skipped."""
+
+    parts: list[RecordWindows]
+    skipped: dict[str, str] = field(default_factory=dict)
+    dropped_before_reading: Counter = field(default_factory=Counter)  # e.g. records without a usable label
+
+    @property
+    def dropped(self) -> Counter:
+        total: Counter = Counter(self.dropped_before_reading)
+        for part in self.parts:
+            total.update(part.dropped)
+        return total
+
+    @property
+    def warnings(self) -> list[str]:
+        return [message for part in self.parts for message in part.warnings]
+
+
+def list_wfdb_records(folder: Path, records: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[Path]:
+    """Record paths (without extension) of a WFDB folder: the given names, else RECORDS, else every header."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{folder}: database folder not found")
+    if records is None:
+        listing = folder / "RECORDS"
+        if listing.is_file():
+            records = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
+        else:
+            records = sorted(path.stem for path in folder.glob("*.hea"))
+    return [folder / name for name in records if name not in set(exclude)]
+
+
+def read_records(tasks: Sequence[RecordTask], *, workers: int, desc: str) -> ReadResult:
+    """Run each task (one record each) in `workers` processes with a progress bar.
+
+    A record that fails is skipped and its reason kept; results come back in task order,
+    so the cohort does not depend on which worker finished first.
+    """
+    workers = workers or os.cpu_count() or 1
+    outcomes: dict[str, RecordWindows | str] = {}
+    progress = tqdm(total=len(tasks), desc=desc, unit="rec", leave=False, disable=None)
+    if workers == 1 or len(tasks) < 2:
+        for name, task in tasks:
+            outcomes[name] = _attempt(task)
+            progress.update()
+    else:
+        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+            futures = {pool.submit(_attempt, task): name for name, task in tasks}
+            for future in as_completed(futures):
+                outcomes[futures[future]] = future.result()
+                progress.update()
+    progress.close()
+    result = ReadResult(parts=[])
+    for name, _ in tasks:
+        outcome = outcomes[name]
+        if isinstance(outcome, str):
+            result.skipped[name] = outcome
+        else:
+            result.parts.append(outcome)
+    return result
+
+
+def _attempt(task: Callable[[], RecordWindows]) -> RecordWindows | str:
+    """The record's windows, or the one-line reason it cannot be used."""
+    try:
+        return task()
+    except RecordError as error:
+        return str(error)
+    except Exception as error:  # a corrupt file can make wfdb/numpy raise anything; keep the others going
+        return f"{type(error).__name__}: {error}"
+
+
+def assemble(parts: Sequence[RecordWindows], classes: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:
+    """Concatenate records into windows [N, leads, T] and one meta row per window."""
+    parts = [part for part in parts if len(part.labels)]
+    if not parts:
+        raise RecordError("no usable windows remain after reading and filtering every record")
+    windows = np.concatenate([part.windows for part in parts]).astype(np.float32, copy=False)
+    index = {name: i for i, name in enumerate(classes)}
+    frames = []
+    for part in parts:
+        frame = pd.DataFrame(
+            {
+                "record": part.record,
+                "patient": part.patient,
+                "label": part.labels,
+                "label_index": np.array([index[label] for label in part.labels], dtype=np.int64),
+                "sample_index": part.sample_index.astype(np.int64),
+                **part.columns,
+            }
+        )
+        frames.append(frame)
+    return windows, pd.concat(frames, ignore_index=True)
+
+
+def normalization_stats(windows: np.ndarray) -> dict[str, list[float]]:
+    """Per-lead mean and standard deviation over windows [N, leads, T] (fit on source train)."""
+    mean = windows.mean(axis=(0, 2), dtype=np.float64)
+    std = windows.std(axis=(0, 2), dtype=np.float64)
+    return {"mean": mean.tolist(), "std": np.maximum(std, 1e-6).tolist()}
+
+
+def class_counts(meta: pd.DataFrame, classes: Sequence[str]) -> dict:
+    """Window counts per split and class, and in total."""
+    table = pd.crosstab(meta["split"], meta["label"]).reindex(columns=list(classes), fill_value=0)
+    return {
+        "total": int(len(meta)),
+        "by_class": {name: int((meta["label"] == name).sum()) for name in classes},
+        "by_split": {split: {k: int(v) for k, v in row.items()} for split, row in table.iterrows()},
+        "patients_by_split": {k: int(v) for k, v in meta.groupby("split")["patient"].nunique().items()},
+    }

@@ -1,0 +1,177 @@
+"""PTB-XL (Wagner et al. 2020, Sci Data 7:154): record index with diagnostic superclasses, record-labeled crops."""
+from __future__ import annotations
+
+import ast
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import wfdb
+
+from data import preprocess
+from data.records import RecordError, RecordWindows
+from data.wfdb_io import read_header, read_leads
+
+PTBXL_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
+
+# PTB-XL ships every record twice; the database lists both paths, relative to its folder.
+_PATH_COLUMN = {100: "filename_lr", 500: "filename_hr"}
+
+
+def ptbxl_index(
+    db_dir: Path,
+    *,
+    rate_hz: int = 100,
+    filters: dict[str, list[str]] | None = None,
+    min_likelihood: float = 0.0,
+) -> pd.DataFrame:
+    """One row per record: record, patient, path (no extension), strat_fold, superclasses, and each filter column.
+
+    `filters` keeps rows whose column value, stripped of surrounding whitespace, starts with
+    one of the given strings, so {"device": ["AT-6"]} keeps "AT-6 C 5.5", "AT-6 C", ...
+    """
+    db_dir = Path(db_dir)
+    if rate_hz not in _PATH_COLUMN:
+        raise ValueError(f"PTB-XL has records at {sorted(_PATH_COLUMN)} Hz, not {rate_hz} Hz")
+    database_csv = db_dir / "ptbxl_database.csv"
+    filters = filters or {}
+    required = ["ecg_id", "patient_id", "scp_codes", "strat_fold", _PATH_COLUMN[rate_hz]]
+    database = _read_table(database_csv, required + list(filters))
+    statements = _read_table(db_dir / "scp_statements.csv", ["diagnostic", "diagnostic_class"], index_col=0)
+    _check_complete(database_csv, database, required)
+
+    database = database[_filter_mask(database, filters)]
+    code_to_class = statements.loc[statements["diagnostic"] == 1, "diagnostic_class"].to_dict()
+    index = pd.DataFrame(
+        {
+            "record": database["ecg_id"].astype(int).astype(str),
+            "patient": database["patient_id"].astype(int).astype(str),
+            "path": [db_dir / name for name in database[_PATH_COLUMN[rate_hz]]],
+            "strat_fold": database["strat_fold"].astype(int),
+            "superclasses": [
+                _superclasses(codes, code_to_class, min_likelihood, database_csv, ecg_id)
+                for codes, ecg_id in zip(database["scp_codes"], database["ecg_id"])
+            ],
+        }
+    )
+    for column in filters:
+        index[column] = database[column]
+    return index.reset_index(drop=True)
+
+
+def _read_table(csv_path: Path, columns: list[str], **read_csv_kwargs: object) -> pd.DataFrame:
+    """Read a CSV and check it has the named columns; the error names the file and the columns."""
+    if not csv_path.is_file():
+        raise FileNotFoundError(f"{csv_path}: PTB-XL table not found")
+    table = pd.read_csv(csv_path, **read_csv_kwargs)
+    missing = [column for column in columns if column not in table.columns]
+    if missing:
+        raise ValueError(f"{csv_path}: no column {', '.join(map(repr, missing))}")
+    return table
+
+
+def _check_complete(csv_path: Path, table: pd.DataFrame, columns: list[str]) -> None:
+    """Identifier, fold and path columns must be filled in every row (they become ints and paths)."""
+    for column in columns:
+        n_missing = int(table[column].isna().sum())
+        if n_missing:
+            raise ValueError(f"{csv_path}: column {column!r} is empty in {n_missing} rows")
+
+
+def _filter_mask(database: pd.DataFrame, filters: dict[str, list[str]]) -> pd.Series:
+    """Boolean rows whose every filter column starts with one of its prefixes (values stripped first)."""
+    keep = pd.Series(True, index=database.index)
+    for column, prefixes in filters.items():
+        prefixes = [prefixes] if isinstance(prefixes, str) else prefixes
+        # Device names carry padding and firmware suffixes ("CS-12   E", "AT-6 C 5.5").
+        values = database[column].fillna("").astype(str).str.strip()
+        keep &= values.str.startswith(tuple(str(prefix).strip() for prefix in prefixes))
+    return keep
+
+
+def _superclasses(
+    scp_codes: str, code_to_class: dict[str, str], min_likelihood: float, csv_path: Path, ecg_id: int
+) -> tuple[str, ...]:
+    """Sorted diagnostic superclasses of a record's SCP codes, as in PTB-XL's example_physionet.py."""
+    try:
+        likelihoods = ast.literal_eval(scp_codes)
+    except (ValueError, SyntaxError):
+        raise ValueError(f"{csv_path}: ecg_id {ecg_id} has unreadable scp_codes {scp_codes!r}") from None
+    return tuple(
+        sorted(
+            {
+                code_to_class[code]
+                for code, likelihood in likelihoods.items()
+                if code in code_to_class and likelihood >= min_likelihood
+            }
+        )
+    )
+
+
+def ptbxl_label(superclasses: tuple[str, ...], classes: list[str]) -> str | None:
+    """The record's one superclass among `classes`, or None when it has none or several.
+
+    Single-label policy: the generator is conditioned on one class and the classifier is a
+    softmax over classes, so multi-label records (about a quarter of PTB-XL) are left out
+    rather than assigned by an arbitrary class priority. The caller tells the two cases
+    apart (`no_label` / `multi_label`) by counting `classes` in `superclasses`.
+    """
+    present = [superclass for superclass in superclasses if superclass in classes]
+    return present[0] if len(present) == 1 else None
+
+
+def read_ptbxl_windows(
+    record_path: Path,
+    leads: list[str],
+    *,
+    label: str,
+    patient: str,
+    fs_hz: float,
+    window_s: float,
+    band_hz: tuple[float, float],
+    columns: dict[str, object] | None = None,
+) -> RecordWindows:
+    """Non-overlapping `window_s` crops of one record, each labeled with the record's `label`.
+
+    The named leads (case-insensitive: "aVR" reads "AVR") are band-passed at the record's
+    own rate, resampled to `fs_hz` and cut from the start into float32 [n, leads, T] crops
+    in mV; crops touching NaN or flat-line samples are dropped and counted. `columns`
+    (e.g. strat_fold, device) are repeated for every crop.
+    """
+    record_path = Path(record_path)
+    header = read_header(record_path)
+    raw = read_leads(record_path, _header_lead_names(leads, header), header)  # [leads, samples] mV
+    if np.isnan(raw).all():
+        raise RecordError(f"{record_path}: every sample of {', '.join(leads)} is invalid (NaN)")
+
+    bad = preprocess.invalid_samples(raw, header.fs)
+    signal = preprocess.bandpass(preprocess.fill_invalid(raw, bad), header.fs, band_hz)
+    signal = preprocess.resample(signal, header.fs, fs_hz)
+    bad = bad[np.minimum(np.arange(signal.shape[-1]) * header.fs / fs_hz, len(bad) - 1).astype(np.int64)]
+
+    length = int(round(window_s * fs_hz))
+    if not 0 < length <= signal.shape[-1]:
+        raise RecordError(
+            f"{record_path}: a {window_s} s window does not fit the {header.sig_len / header.fs:g} s record"
+        )
+    starts = np.arange(signal.shape[-1] // length, dtype=np.int64) * length
+    touching = preprocess.windows_touching(bad, starts, length)
+    starts = starts[~touching]
+
+    n = len(starts)
+    return RecordWindows(
+        record=record_path.name,
+        patient=patient,
+        windows=preprocess.cut_windows(signal, starts, length).astype(np.float32),
+        labels=np.full(n, label),
+        sample_index=preprocess.resampled_index(starts, fs_hz, header.fs),
+        columns={name: np.full(n, value) for name, value in (columns or {}).items()},
+        dropped=+Counter(nan_or_flat=int(touching.sum())),
+    )
+
+
+def _header_lead_names(leads: list[str], header: wfdb.Record) -> list[str]:
+    """Requested leads spelled as in the header (case ignored); unknown names pass through for read_leads to report."""
+    by_lower = {name.lower(): name for name in header.sig_name}
+    return [by_lower.get(lead.lower(), lead) for lead in leads]

@@ -1,0 +1,85 @@
+"""The window store: `windows.npy` + `meta.parquet` + `cohort.json`, written atomically, checked on read.
+
+Layout (DESIGN §3): windows float32 [N, leads, T] in mV, memory-mappable; one meta row
+per window (record, patient, label, label_index, split, sample_index, ...); cohort.json
+with fs_hz, window_s, leads, label names, normalization statistics and counts. Real and
+synthetic windows share this layout. cohort.json is written last, so a folder without
+it is never taken for a finished cohort.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.atomic import staged_directory, write_json
+
+REQUIRED_META = ("record", "patient", "label", "label_index", "split", "sample_index")
+REQUIRED_INFO = ("fs_hz", "window_s", "leads", "classes", "normalization", "counts")
+
+
+class StoreError(Exception):
+    """A cohort folder that is missing, incomplete or inconsistent; the message names the file."""
+
+
+@dataclass
+class Cohort:
+    """Windows [N, leads, T] (mV), their metadata rows, and the cohort description."""
+
+    windows: np.ndarray
+    meta: pd.DataFrame
+    info: dict
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.info["classes"])
+
+    def split(self, name: str) -> Cohort:
+        """The windows of one split ("train", "val" or "test"), loaded into memory."""
+        rows = np.flatnonzero(self.meta["split"].to_numpy() == name)
+        return Cohort(np.asarray(self.windows[rows]), self.meta.iloc[rows].reset_index(drop=True), self.info)
+
+    def normalized(self, windows: np.ndarray | None = None) -> np.ndarray:
+        """Windows scaled with the stored per-lead statistics: (x − mean) / std."""
+        mean, std = (np.asarray(self.info["normalization"][key], dtype=np.float32)[:, None] for key in ("mean", "std"))
+        return (np.asarray(self.windows if windows is None else windows) - mean) / std
+
+
+def write_cohort(directory: Path, windows: np.ndarray, meta: pd.DataFrame, info: dict) -> None:
+    """Write a cohort folder atomically: build it beside the target, then swap it in."""
+    directory = Path(directory)
+    if len(windows) != len(meta):
+        raise ValueError(f"{directory}: {len(windows)} windows but {len(meta)} meta rows")
+    missing = [column for column in REQUIRED_META if column not in meta.columns]
+    if missing:
+        raise ValueError(f"{directory}: meta lacks columns {missing}")
+    with staged_directory(directory) as staging:
+        np.save(staging / "windows.npy", np.ascontiguousarray(windows, dtype=np.float32))
+        meta.reset_index(drop=True).to_parquet(staging / "meta.parquet", index=False)
+        write_json(staging / "cohort.json", info)
+
+
+def read_cohort(directory: Path, mmap: bool = True) -> Cohort:
+    """Read and check a cohort folder; windows are memory-mapped unless `mmap` is False."""
+    directory = Path(directory)
+    info_file = directory / "cohort.json"
+    if not info_file.is_file():
+        raise StoreError(f"{info_file}: not found (cohort missing or never finished; run `ecg-tgdp ingest`)")
+    info = json.loads(info_file.read_text())
+    missing = [key for key in REQUIRED_INFO if key not in info]
+    if missing:
+        raise StoreError(f"{info_file}: missing keys {missing}")
+    try:
+        windows = np.load(directory / "windows.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        meta = pd.read_parquet(directory / "meta.parquet")
+    except (OSError, ValueError) as error:
+        raise StoreError(f"{directory}: cannot read windows.npy/meta.parquet ({error})") from None
+    expected = (info["counts"]["total"], len(info["leads"]), round(info["window_s"] * info["fs_hz"]))
+    if windows.shape != expected or len(meta) != expected[0]:
+        raise StoreError(
+            f"{directory}: windows {windows.shape} and {len(meta)} meta rows do not match cohort.json {expected}"
+        )
+    return Cohort(windows, meta, info)

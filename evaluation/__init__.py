@@ -1,0 +1,1 @@
+"""Downstream utility, fidelity and privacy statistics, plots and the report."""

@@ -1,0 +1,1 @@
+"""Diffusion denoisers, schedules, samplers, training, classifiers and TGDP transfer."""

@@ -1,0 +1,88 @@
+"""Which reader serves which cohort format: config in, per-record read tasks out."""
+from __future__ import annotations
+
+from collections import Counter
+from functools import partial
+from pathlib import Path
+
+import pandas as pd
+
+from data.arrays import read_array_windows
+from data.ingest import ReadResult, list_wfdb_records, read_records
+from data.labels import symbol_map
+from data.ptbxl import ptbxl_index, ptbxl_label, read_ptbxl_windows
+from data.wfdb_beats import read_beat_windows
+from pipeline.config import CohortConfig, Config, ConfigError
+
+
+def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc: str) -> ReadResult:
+    """Read every record of a cohort with the reader its format needs."""
+    geometry = dict(fs_hz=config.windows.fs_hz, window_s=config.windows.window_s, band_hz=config.windows.band_hz)
+    classes = config.windows.classes
+    if cohort.format == "arrays":
+        parts = read_array_windows(folder, fs_in_hz=cohort.fs_in_hz, leads=cohort.leads, **geometry)
+        return ReadResult(parts=[part for part in parts if _keep_classes(part, classes)])
+    if cohort.format == "ptbxl":
+        index = ptbxl_index(folder, rate_hz=cohort.rate_hz, filters=cohort.filters)
+        return _read_labeled_records(config, cohort, index, geometry, desc)
+    if cohort.labels_csv:
+        return _read_labeled_records(config, cohort, _labels_table(folder, cohort), geometry, desc)
+    tasks = [
+        (
+            path.name,
+            partial(
+                read_beat_windows, path, cohort.leads, symbol_to_class=symbol_map(cohort.label_map), classes=classes,
+                patient=cohort.patients.get(path.name, path.name), annotator=cohort.annotator, **geometry,
+            ),
+        )
+        for path in list_wfdb_records(folder, cohort.records, cohort.exclude_records)
+    ]
+    return read_records(tasks, workers=config.workers, desc=desc)
+
+
+def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFrame, geometry: dict, desc: str) -> ReadResult:
+    """Records with one label each (PTB-XL superclasses, or a user's labels CSV), cut into crops."""
+    classes = config.windows.classes
+    dropped: Counter = Counter()
+    tasks = []
+    extra_columns = [c for c in index.columns if c not in ("record", "patient", "path", "superclasses", "label")]
+    for row in index.itertuples(index=False):
+        row = row._asdict()
+        if row["record"] in cohort.exclude_records or (cohort.records and row["record"] not in cohort.records):
+            continue
+        label = row["label"] if "label" in row else ptbxl_label(row["superclasses"], classes)
+        if label not in classes:
+            several = "superclasses" in row and sum(c in classes for c in row["superclasses"]) > 1
+            dropped["multi_label" if several else "no_label"] += 1
+            continue
+        columns = {name: row[name] for name in extra_columns}
+        tasks.append(
+            (row["record"], partial(read_ptbxl_windows, Path(row["path"]), cohort.leads, label=label,
+                                    patient=str(row["patient"]), columns=columns, **geometry))
+        )
+    result = read_records(tasks, workers=config.workers, desc=desc)
+    result.dropped_before_reading.update(dropped)
+    return result
+
+
+def _labels_table(folder: Path, cohort: CohortConfig) -> pd.DataFrame:
+    """A user's record-level labels: CSV with columns record, label and optionally patient."""
+    csv = Path(cohort.labels_csv)
+    csv = csv if csv.is_absolute() else folder / csv
+    if not csv.is_file():
+        raise ConfigError(f"labels_csv: {csv} not found")
+    table = pd.read_csv(csv, dtype=str)
+    missing = {"record", "label"} - set(table.columns)
+    if missing:
+        raise ConfigError(f"{csv}: missing columns {sorted(missing)} (need record, label[, patient])")
+    if "patient" not in table.columns:
+        table["patient"] = table["record"]
+    table["path"] = [folder / record for record in table["record"]]
+    return table
+
+
+def _keep_classes(part, classes: list[str]) -> bool:
+    unknown = sorted(set(part.labels) - set(classes))
+    if unknown:
+        raise ConfigError(f"{part.record}: labels {unknown} are not among windows.classes {classes}")
+    return len(part.labels) > 0

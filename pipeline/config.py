@@ -1,0 +1,166 @@
+"""Typed run configuration: TOML in, validated models out, unknown keys rejected by name."""
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+
+class ConfigError(Exception):
+    """A config that cannot be used; the message names the file and the key."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class WindowConfig(_Strict):
+    """Window geometry and conditioning shared by every cohort of a run (transfer needs one shape)."""
+
+    fs_hz: float = Field(128.0, gt=0, description="common sampling rate all cohorts are resampled to")
+    window_s: float = Field(1.0, gt=0, description="window length; beat windows are centred on the beat")
+    band_hz: tuple[float, float] = Field((0.5, 40.0), description="zero-phase band-pass edges")
+    classes: list[str] = Field(["N", "S", "V"], min_length=1, description="class names in label-index order")
+
+
+class ShiftConfig(_Strict):
+    """Cohort shift of a simulated hospital (see data.simulate.CohortShift)."""
+
+    morphology: float = 0.0
+    gain: float = 1.0
+    noise_mv: float = 0.02
+    baseline_wander_mv: float = 0.05
+    powerline_mv: float = 0.0
+
+
+class SimulationConfig(_Strict):
+    """A simulated hospital written as WFDB records (see data.simulate.SimulationSpec)."""
+
+    n_patients: int = Field(gt=0)
+    duration_s: float = Field(gt=0)
+    fs_hz: float = Field(gt=0)
+    lead_names: list[str] = ["MLII"]
+    ectopic_rates: dict[str, float] = {"S": 0.06, "V": 0.08, "F": 0.015}
+    heart_rate_bpm: tuple[float, float] = (55.0, 95.0)
+    shift: ShiftConfig = ShiftConfig()
+    record_prefix: str = "sim"
+
+
+class SplitConfig(_Strict):
+    """Patient-level split: fractions of patients, a fixed number of train patients, or PTB-XL folds."""
+
+    fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
+    train_patients: int | None = Field(None, gt=0, description="small-budget targets: exactly this many train patients")
+    folds: dict[Literal["train", "val", "test"], list[int]] | None = Field(
+        None, description="split by the `strat_fold` column instead (PTB-XL)"
+    )
+
+
+class CohortConfig(_Strict):
+    """Where one cohort's records are and how to read them."""
+
+    format: Literal["wfdb", "ptbxl", "arrays", "simulated"]
+    database: str = Field(description="folder under data_root (or an absolute path); for arrays a .npz/.csv file")
+    leads: list[str] = Field(["MLII"], min_length=1, description="leads by name, never by index")
+    records: list[str] | None = Field(None, description="records to use (default: the RECORDS file or all headers)")
+    exclude_records: list[str] = []
+    patients: dict[str, str] = Field({}, description="record → patient where one patient has several records")
+    label_map: Literal["aami"] | dict[str, str] = "aami"
+    annotator: str = "atr"
+    labels_csv: str | None = Field(None, description="record-level labels for a WFDB folder (columns record, label[, patient])")
+    filters: dict[str, list[str]] = Field({}, description="keep rows whose metadata column starts with a value (PTB-XL)")
+    rate_hz: Literal[100, 500] = Field(100, description="PTB-XL: read records100 or records500")
+    fs_in_hz: float | None = Field(None, gt=0, description="arrays: sampling rate of the file's samples")
+    split: SplitConfig = SplitConfig()
+    simulation: SimulationConfig | None = None
+
+    @model_validator(mode="after")
+    def _simulated_needs_spec(self) -> CohortConfig:
+        if self.format == "simulated" and self.simulation is None:
+            raise ValueError("format 'simulated' needs a [<cohort>.simulation] table")
+        return self
+
+
+class Config(_Strict):
+    """One run: the cohorts and every stage's settings."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    data_root: Path = Field(Path("physionet"), description="folder holding PhysioNet databases (relative to the working directory)")
+    workers: int = Field(0, ge=0, description="worker processes for ingest; 0 means one per CPU core")
+    windows: WindowConfig = WindowConfig()
+    source: CohortConfig
+    target: CohortConfig
+
+    def cohorts(self) -> dict[str, CohortConfig]:
+        return {"source": self.source, "target": self.target}
+
+    def section_hash(self, *keys: str) -> str:
+        """Stable hash of some top-level config entries, for stage caching."""
+        payload = self.model_dump(mode="json", include=set(keys))
+        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -> Config:
+    """Load a TOML config, apply `section.key=value` overrides, and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: config file not found")
+    try:
+        raw = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as error:
+        raise ConfigError(f"{path}: not valid TOML ({error})") from None
+    for override in overrides:
+        apply_override(raw, override)
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {_describe(error)}") from None
+
+
+def apply_override(raw: dict, override: str) -> None:
+    """Set `a.b.c=value` in a raw config dict; the value is parsed as TOML, else taken as a string."""
+    key, sep, text = override.partition("=")
+    if not sep or not key.strip():
+        raise ConfigError(f"--set {override!r}: expected section.key=value")
+    try:
+        value = tomllib.loads(f"v = {text}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = text
+    *parents, leaf = key.strip().split(".")
+    node = raw
+    for part in parents:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise ConfigError(f"--set {override!r}: {part!r} is not a table")
+    node[leaf] = value
+
+
+def dump_config(config: Config) -> str:
+    """The resolved config as TOML, exactly what ran."""
+    import tomli_w
+
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+
+
+def _describe(error: ValidationError) -> str:
+    """One line per problem, naming the dotted key."""
+    problems = []
+    for item in error.errors():
+        key = ".".join(str(part) for part in item["loc"])
+        if item["type"] == "extra_forbidden":
+            problems.append(f"unknown key {key!r}")
+        elif item["type"] == "missing":
+            problems.append(f"missing key {key!r}")
+        else:
+            problems.append(f"{key}: {item['msg']} (got {item.get('input')!r})")
+    return "; ".join(problems)

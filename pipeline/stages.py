@@ -1,0 +1,132 @@
+"""Stage functions: parse config, call the library, write artifacts, record the manifest."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data import simulate
+from data.ingest import assemble, class_counts, normalization_stats
+from data.records import RecordError
+from data.splits import split_by_fold, split_patients
+from data.store import write_cohort
+from pipeline.cohorts import read_cohort_records
+from pipeline.config import CohortConfig, Config, ConfigError
+from pipeline.rundir import RunDir, fingerprint_files
+
+
+def cohort_folder(config: Config, cohort: CohortConfig, run: RunDir) -> Path:
+    """Where a cohort's records live: the run's simulated folder, or under data_root."""
+    if cohort.format == "simulated":
+        return run.path / "simulated" / cohort.database
+    database = Path(cohort.database)
+    return database if database.is_absolute() else config.data_root / database
+
+
+def simulate_stage(config: Config, run: RunDir, force: bool = False) -> None:
+    """Write the config's simulated cohorts as WFDB databases (skipped when unchanged)."""
+    for index, (name, cohort) in enumerate(config.cohorts().items()):
+        if cohort.format != "simulated":
+            continue
+        started = time.time()
+        folder = cohort_folder(config, cohort, run)
+        stage = f"simulate.{name}"
+        fingerprint = config.section_hash("seed") + cohort.simulation.model_dump_json()
+        if not force and run.is_current(stage, fingerprint, [folder / "RECORDS"]):
+            print(f"simulate {name}: up to date ({folder})")
+            continue
+        spec = _simulation_spec(cohort)
+        records = simulate.simulate_database(folder, spec, seed=config.seed * 1000 + index)
+        run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[folder / "RECORDS"], records=len(records))
+        print(f"simulate {name}: {len(records)} records at {spec.fs_hz:g} Hz → {folder}")
+
+
+def _simulation_spec(cohort: CohortConfig) -> simulate.SimulationSpec:
+    sim = cohort.simulation
+    return simulate.SimulationSpec(
+        n_patients=sim.n_patients,
+        duration_s=sim.duration_s,
+        fs_hz=sim.fs_hz,
+        lead_names=tuple(sim.lead_names),
+        ectopic_rates=tuple(sim.ectopic_rates.items()),
+        heart_rate_bpm=sim.heart_rate_bpm,
+        shift=simulate.CohortShift(**sim.shift.model_dump()),
+        record_prefix=sim.record_prefix,
+    )
+
+
+def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
+    """Read both cohorts into window stores; normalization is fit on the source train split."""
+    started = time.time()
+    folders = {name: cohort_folder(config, cohort, run) for name, cohort in config.cohorts().items()}
+    for name, folder in folders.items():
+        if not folder.exists():
+            raise ConfigError(f"{name}.database: {folder} not found (run `ecg-tgdp fetch` or set data_root)")
+    outputs = [run.path / "cohorts" / name / "cohort.json" for name in folders]
+    fingerprint = config.section_hash("seed", "windows", "source", "target") + fingerprint_files(list(folders.values()))
+    if not force and run.is_current("ingest", fingerprint, outputs):
+        print("ingest: up to date")
+        return
+    details, normalization = {}, None
+    for name, cohort in config.cohorts().items():
+        result = read_cohort_records(config, cohort, folders[name], desc=f"ingest {name}")
+        for message in result.warnings:
+            print(f"warning: {message}")
+        for record, reason in result.skipped.items():
+            print(f"skipped {record}: {reason}")
+        try:
+            windows, meta = assemble(result.parts, config.windows.classes)
+        except RecordError as error:
+            raise RecordError(f"{name} cohort ({folders[name]}): {error}") from None
+        try:
+            splits = _assign_splits(config, cohort, meta)
+        except ValueError as error:
+            raise ConfigError(f"{name}.split: {error}") from None
+        meta.insert(meta.columns.get_loc("label_index") + 1, "split", splits)
+        if normalization is None:
+            normalization = {**normalization_stats(windows[meta["split"].to_numpy() == "train"]), "fit_on": f"{name}/train"}
+        info = {
+            "name": name,
+            "database": str(folders[name]),
+            "format": cohort.format,
+            "fs_hz": config.windows.fs_hz,
+            "window_s": config.windows.window_s,
+            "leads": cohort.leads,
+            "classes": config.windows.classes,
+            "band_hz": config.windows.band_hz,
+            "normalization": normalization,
+            "counts": class_counts(meta, config.windows.classes),
+            "records_used": len(result.parts),
+            "records_skipped": result.skipped,
+            "windows_dropped": dict(result.dropped),
+        }
+        write_cohort(run.path / "cohorts" / name, windows, meta, info)
+        details[name] = {k: info[k] for k in ("counts", "records_used", "records_skipped", "windows_dropped")}
+        _print_counts(name, info)
+    run.record_stage("ingest", fingerprint=fingerprint, started=started, outputs=outputs, cohorts=details)
+
+
+def _assign_splits(config: Config, cohort: CohortConfig, meta) -> np.ndarray:
+    """Split names per window: by strat_fold when folds are configured, else by patient."""
+    if cohort.split.folds is not None:
+        return np.array(split_by_fold(meta["strat_fold"].tolist(), cohort.split.folds))
+    assignment = split_patients(
+        meta["patient"].tolist(),
+        meta["label"].tolist(),
+        fractions=cohort.split.fractions,
+        seed=config.seed,
+        n_train_patients=cohort.split.train_patients,
+    )
+    return meta["patient"].map(assignment).to_numpy()
+
+
+def _print_counts(name: str, info: dict) -> None:
+    counts = info["counts"]
+    by_class = " · ".join(f"{label} {count:,}" for label, count in counts["by_class"].items())
+    patients = ", ".join(f"{split} {n}" for split, n in counts["patients_by_split"].items())
+    dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(info["windows_dropped"].items())) or "none"
+    print(
+        f"ingest {name}: {counts['total']:,} windows ({by_class}) from {info['records_used']} records "
+        f"(patients: {patients}); skipped records: {len(info['records_skipped'])}; dropped windows: {dropped}"
+    )

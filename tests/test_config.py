@@ -1,0 +1,47 @@
+"""Config models: every shipped recipe loads; unknown keys and bad values are named."""
+from __future__ import annotations
+
+import pytest
+
+from pipeline.config import ConfigError, dump_config, load_config
+from tests.conftest import REPO
+
+RECIPES = sorted((REPO / "configs").glob("*.toml"))
+
+
+@pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
+def test_every_shipped_config_loads_and_round_trips(path, tmp_path):
+    config = load_config(path)
+    assert config.name == path.stem
+    resolved = tmp_path / "resolved.toml"
+    resolved.write_text(dump_config(config))
+    assert load_config(resolved) == config
+
+
+def test_the_three_recipes_are_shipped():
+    assert {p.stem for p in RECIPES} >= {"quickstart", "mitdb_to_svdb", "ptbxl_device_shift"}
+
+
+def test_misspelled_key_is_named(tmp_path):
+    path = tmp_path / "bad.toml"
+    path.write_text((REPO / "configs/quickstart.toml").read_text().replace("leads = [", "lead = [", 1))
+    with pytest.raises(ConfigError, match=r"bad\.toml: unknown key 'source\.lead'"):
+        load_config(path)
+
+
+def test_overrides_set_nested_values_and_are_validated():
+    config = load_config(REPO / "configs/quickstart.toml", ["windows.fs_hz=250", "target.split.train_patients=4", "name=tiny"])
+    assert (config.windows.fs_hz, config.target.split.train_patients, config.name) == (250.0, 4, "tiny")
+    with pytest.raises(ConfigError, match="unknown key 'windows.fs'"):
+        load_config(REPO / "configs/quickstart.toml", ["windows.fs=250"])
+    with pytest.raises(ConfigError, match=r"windows\.fs_hz: Input should be greater than 0"):
+        load_config(REPO / "configs/quickstart.toml", ["windows.fs_hz=-1"])
+
+
+def test_missing_file_and_broken_toml(tmp_path):
+    with pytest.raises(ConfigError, match="nope.toml: config file not found"):
+        load_config(tmp_path / "nope.toml")
+    broken = tmp_path / "broken.toml"
+    broken.write_text("name = \n")
+    with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
+        load_config(broken)

@@ -1,0 +1,106 @@
+"""End to end on a tiny quickstart: `ecg-tgdp run` simulates and ingests; caching; bad records; errors."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from data.store import read_cohort
+from pipeline.cli import main
+from tests.conftest import REPO
+
+TINY = [
+    "source.simulation.n_patients=5",
+    "source.simulation.duration_s=40",
+    "target.simulation.n_patients=5",
+    "target.simulation.duration_s=40",
+    "target.split.train_patients=2",
+    "workers=1",
+]
+
+
+def run_cli(*args: str) -> int:
+    return main([*args])
+
+
+@pytest.fixture
+def tiny_run(tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["run", str(REPO / "configs/quickstart.toml"), "--run-dir", str(run_dir)]
+    for override in TINY:
+        args += ["--set", override]
+    assert run_cli(*args) == 0
+    return run_dir, args
+
+
+def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
+    run_dir, _ = tiny_run
+    source = read_cohort(run_dir / "cohorts/source")
+    target = read_cohort(run_dir / "cohorts/target")
+    assert source.windows.shape[1:] == (1, 128) and target.windows.shape[1:] == (1, 128)
+    assert set(source.meta["label"]) == {"N", "S", "V"}  # F beats are simulated but not in the class list
+    assert source.info["windows_dropped"]["class_not_selected"] > 0
+    assert target.meta.loc[target.meta.split == "train", "patient"].nunique() == 2
+    assert (run_dir / "config.toml").is_file()
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert {"simulate.source", "simulate.target", "ingest"} <= set(manifest["stages"])
+
+
+def test_second_run_is_cached_and_force_redoes_it(tiny_run, capsys):
+    run_dir, args = tiny_run
+    capsys.readouterr()
+    assert run_cli(*args) == 0
+    out = capsys.readouterr().out
+    assert "ingest: up to date" in out and "simulate source: up to date" in out
+    assert run_cli(*args, "--force") == 0
+    assert "ingest source:" in capsys.readouterr().out
+
+
+def test_a_bad_record_among_good_ones_is_skipped_counted_and_listed(tiny_run, capsys):
+    run_dir, args = tiny_run
+    bad = run_dir / "simulated/hospital_b/b001.dat"
+    bad.write_bytes(bad.read_bytes()[:100])  # a truncated download
+    capsys.readouterr()
+    assert run_cli(*args) == 0  # the input fingerprint changed, so ingest runs again
+    out = capsys.readouterr().out
+    assert "skipped b001:" in out and "shorter than" in out
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    assert "b001" in manifest["stages"]["ingest"]["cohorts"]["target"]["records_skipped"]
+    assert "b001" not in set(read_cohort(run_dir / "cohorts/target").meta["record"])
+
+
+def test_a_cohort_with_nothing_usable_fails_with_one_line(tmp_path, capsys):
+    args = ["ingest", str(REPO / "configs/quickstart.toml"), "--run-dir", str(tmp_path)]
+    for override in TINY + ["target.leads=['V1']"]:
+        args += ["--set", override]
+    assert run_cli(*args) == 1
+    error = capsys.readouterr().err.strip()
+    assert error.startswith("ecg-tgdp: error: target cohort") and "no usable windows" in error
+    assert "\n" not in error
+
+
+def test_impossible_split_is_a_config_error(tmp_path, capsys):
+    args = ["ingest", str(REPO / "configs/quickstart.toml"), "--run-dir", str(tmp_path)]
+    for override in TINY + ["target.split.train_patients=4"]:
+        args += ["--set", override]
+    assert run_cli(*args) == 1
+    assert "target.split: train_patients=4 leaves no patients" in capsys.readouterr().err
+
+
+def test_user_errors_are_one_line_without_traceback(tmp_path, capsys):
+    assert run_cli("ingest", str(tmp_path / "missing.toml")) == 1
+    assert capsys.readouterr().err.strip() == f"ecg-tgdp: error: {tmp_path / 'missing.toml'}: config file not found"
+    config = REPO / "configs/mitdb_to_svdb.toml"
+    assert run_cli("ingest", str(config), "--run-dir", str(tmp_path), "--set", f"data_root='{tmp_path}/nowhere'") == 1
+    error = capsys.readouterr().err.strip()
+    assert "source.database" in error and "nowhere/mitdb not found" in error and "\n" not in error
+
+
+def test_simulated_cohort_has_the_configured_shift(tiny_run):
+    run_dir, _ = tiny_run
+    source = read_cohort(run_dir / "cohorts/source")
+    target = read_cohort(run_dir / "cohorts/target")
+    normal = lambda c: np.asarray(c.windows)[c.meta.label.to_numpy() == "N", 0]
+    # hospital B's gain is 0.8 of hospital A's: its normal beats have a smaller peak-to-peak range
+    assert np.ptp(normal(target), axis=1).mean() < np.ptp(normal(source), axis=1).mean()

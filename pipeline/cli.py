@@ -8,11 +8,13 @@ from pathlib import Path
 from data.fetch import DATABASES, FetchError, fetch_database
 from data.records import RecordError
 from data.store import StoreError
+from models.checkpoint import CheckpointError
 from pipeline import stages
+from pipeline.diffusion_stages import sample_command, train_source_stage
 from pipeline.config import ConfigError, load_config
 from pipeline.rundir import RunDir
 
-USER_ERRORS = (ConfigError, RecordError, StoreError, FetchError, FileNotFoundError)
+USER_ERRORS = (ConfigError, RecordError, StoreError, FetchError, CheckpointError, FileNotFoundError)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,12 +34,42 @@ def build_parser() -> argparse.ArgumentParser:
     for name, handler, text in (
         ("simulate", _simulate, "write the config's simulated cohorts as WFDB records"),
         ("ingest", _ingest, "read the config's cohorts into labeled windows (simulating them first if needed)"),
-        ("run", _run, "run every stage of the pipeline that exists so far: simulate, ingest"),
+        ("train-source", _train_source, "train the class-conditional source diffusion model (resumes if interrupted)"),
+        ("run", _run, "run every stage of the pipeline that exists so far: simulate, ingest, train-source"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         _add_config_arguments(command)
         command.set_defaults(handler=handler)
+
+    sample = commands.add_parser("sample", help="generate labeled windows from a diffusion checkpoint")
+    sample.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt of any trained or transferred model")
+    sample.add_argument("--n", type=int, required=True, help="number of windows")
+    sample.add_argument("--class-mix", type=_class_mix, help="shares per class, e.g. N=0.5,S=0.25,V=0.25 (default: equal)")
+    sample.add_argument("--sampler", choices=("dpmpp", "ddim", "ddpm"), default="dpmpp")
+    sample.add_argument("--steps", type=int, default=25, help="sampling steps (10-50 for dpmpp/ddim)")
+    sample.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    sample.add_argument("--seed", type=int, default=0)
+    sample.add_argument("--out", type=Path, required=True, help="output folder")
+    sample.add_argument("--format", choices=("store", "npz", "wfdb", "csv"), default="store",
+                        help="store: windows.npy + meta.parquet + cohort.json (the cohort layout)")
+    sample.add_argument("--device", default="auto")
+    sample.add_argument("--batch-size", type=int, default=256)
+    sample.set_defaults(handler=_sample)
     return parser
+
+
+def _class_mix(text: str) -> dict[str, float]:
+    """Parse N=0.5,S=0.25,V=0.25."""
+    mix = {}
+    for item in text.split(","):
+        name, sep, share = item.partition("=")
+        try:
+            mix[name.strip()] = float(share)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected CLASS=SHARE pairs like N=0.5,S=0.5, got {item!r}") from None
+        if not sep:
+            raise argparse.ArgumentTypeError(f"expected CLASS=SHARE pairs like N=0.5,S=0.5, got {item!r}")
+    return mix
 
 
 def _add_config_arguments(command: argparse.ArgumentParser) -> None:
@@ -70,10 +102,25 @@ def _ingest(args) -> None:
     stages.ingest_stage(config, run, force=args.force)
 
 
+def _train_source(args) -> None:
+    train_source_stage(*_open(args), force=args.force)
+
+
+def _sample(args) -> None:
+    if args.n < 1:
+        raise ConfigError(f"--n must be at least 1, got {args.n}")
+    sample_command(
+        args.checkpoint, args.n, args.out, class_mix=args.class_mix, method=args.sampler, steps=args.steps,
+        seed=args.seed, fmt=args.format, guidance_scale=args.guidance_scale, device=args.device,
+        batch_size=args.batch_size,
+    )
+
+
 def _run(args) -> None:
     config, run = _open(args)
     stages.simulate_stage(config, run, force=args.force)
     stages.ingest_stage(config, run, force=args.force)
+    train_source_stage(config, run, force=args.force)
     print(f"run {config.name}: finished; artifacts in {run.path}")
 
 

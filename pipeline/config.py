@@ -90,6 +90,46 @@ class CohortConfig(_Strict):
         return self
 
 
+class DiffusionModelConfig(_Strict):
+    """The 1D U-Net denoiser and its noise schedule (see models.unet.UNetConfig)."""
+
+    base_channels: int = Field(32, gt=0)
+    channel_mults: list[int] = Field([1, 2, 2], min_length=1)
+    res_blocks: int = Field(1, gt=0)
+    attention: bool = False
+    dropout: float = Field(0.0, ge=0, lt=1)
+    groups: int = Field(8, gt=0)
+    schedule: Literal["cosine", "linear"] = "cosine"
+    num_steps: int = Field(1000, gt=1, description="training diffusion steps T")
+
+
+class TrainingConfig(_Strict):
+    """Optimisation of a diffusion model (see models.training.TrainConfig)."""
+
+    steps: int = Field(20000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(2e-4, gt=0)
+    warmup_steps: int = Field(500, ge=0)
+    min_lr_ratio: float = Field(0.1, ge=0, le=1)
+    weight_decay: float = Field(0.0, ge=0)
+    ema_decay: float = Field(0.999, ge=0, lt=1)
+    grad_clip: float = Field(1.0, gt=0)
+    label_dropout: float = Field(0.1, ge=0, lt=1, description="classifier-free guidance: share of null-class labels")
+    class_balanced: bool = Field(True, description="draw classes equally often (rare S and V beats)")
+    log_every: int = Field(50, gt=0)
+    val_every: int = Field(500, gt=0)
+    checkpoint_every: int = Field(1000, gt=0)
+    early_stopping_patience: int = Field(0, ge=0, description="validations without improvement; 0 disables")
+
+
+class SourceModelConfig(_Strict):
+    """The source diffusion model: a shipped pretrained checkpoint, or one trained here."""
+
+    pretrained: Path | None = Field(None, description="checkpoint to use instead of training (relative to the working directory)")
+    model: DiffusionModelConfig = DiffusionModelConfig()
+    training: TrainingConfig = TrainingConfig()
+
+
 class Config(_Strict):
     """One run: the cohorts and every stage's settings."""
 
@@ -97,9 +137,11 @@ class Config(_Strict):
     seed: int = 0
     data_root: Path = Field(Path("physionet"), description="folder holding PhysioNet databases (relative to the working directory)")
     workers: int = Field(0, ge=0, description="worker processes for ingest; 0 means one per CPU core")
+    device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     windows: WindowConfig = WindowConfig()
     source: CohortConfig
     target: CohortConfig
+    source_model: SourceModelConfig = SourceModelConfig()
 
     def cohorts(self) -> dict[str, CohortConfig]:
         return {"source": self.source, "target": self.target}

@@ -17,6 +17,15 @@ TINY = [
     "target.simulation.duration_s=40",
     "target.split.train_patients=2",
     "workers=1",
+    "source_model.model.base_channels=8",
+    "source_model.model.channel_mults=[1, 2]",
+    "source_model.model.num_steps=50",
+    "source_model.training.steps=6",
+    "source_model.training.batch_size=16",
+    "source_model.training.warmup_steps=1",
+    "source_model.training.val_every=3",
+    "source_model.training.checkpoint_every=3",
+    "source_model.training.log_every=3",
 ]
 
 
@@ -44,7 +53,32 @@ def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
     assert target.meta.loc[target.meta.split == "train", "patient"].nunique() == 2
     assert (run_dir / "config.toml").is_file()
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert {"simulate.source", "simulate.target", "ingest"} <= set(manifest["stages"])
+    assert {"simulate.source", "simulate.target", "ingest", "train-source"} <= set(manifest["stages"])
+    log = (run_dir / "models/source/log.csv").read_text().splitlines()
+    assert log[0].startswith("step,loss") and len(log) == 3
+
+
+def test_sample_from_the_run_checkpoint_gives_a_cohort_in_mv(tiny_run, tmp_path):
+    run_dir, _ = tiny_run
+    out = tmp_path / "samples"
+    checkpoint = run_dir / "models/source/checkpoint.pt"
+    assert run_cli("sample", "--checkpoint", str(checkpoint), "--n", "9", "--class-mix", "N=1,V=2", "--steps", "5",
+                   "--out", str(out)) == 0
+    samples = read_cohort(out)
+    assert samples.windows.shape == (9, 1, 128)
+    assert samples.meta["label"].value_counts().to_dict() == {"V": 6, "N": 3}
+    assert samples.meta["synthetic"].all() and np.isfinite(samples.windows).all()
+
+
+def test_pretrained_source_model_is_adopted_when_it_fits(tiny_run, tmp_path, capsys):
+    run_dir, args = tiny_run
+    checkpoint = run_dir / "models/source/checkpoint.pt"
+    second = [*args[:3], str(tmp_path / "second"), *args[4:], "--set", f"source_model.pretrained='{checkpoint}'"]
+    assert run_cli(*second) == 0
+    assert "using the pretrained model" in capsys.readouterr().out
+    mismatch = second + ["--set", "windows.classes=['N','V']"]
+    assert run_cli(*mismatch) == 1
+    assert "has classes=['N', 'S', 'V'], the source cohort ['N', 'V']" in capsys.readouterr().err
 
 
 def test_second_run_is_cached_and_force_redoes_it(tiny_run, capsys):

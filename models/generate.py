@@ -1,0 +1,103 @@
+"""A trained diffusion checkpoint as a generator of labeled windows in mV.
+
+A checkpoint carries everything sampling needs (DESIGN §3, nanoGPT style): the EMA
+weights, the U-Net config, the schedule, label names, window geometry and the
+normalization statistics that take samples back to mV.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from models.checkpoint import CheckpointError, load_checkpoint
+from models.samplers import DenoiserFn, classifier_free_guidance, sample
+from models.schedule import NoiseSchedule
+from models.unet import UNet1D, UNetConfig
+
+EXTRA_KEYS = ("unet", "schedule", "classes", "leads", "fs_hz", "window_s", "normalization")
+
+
+@dataclass
+class DiffusionModel:
+    """EMA network, schedule and the data description from a checkpoint's `extra`."""
+
+    net: UNet1D
+    schedule: NoiseSchedule
+    extra: dict
+
+    @classmethod
+    def load(cls, path: Path | str, device: torch.device | str = "cpu") -> DiffusionModel:
+        """Load the EMA weights of a training checkpoint or a shipped pretrained file."""
+        payload = load_checkpoint(Path(path))
+        extra = payload.get("extra", {})
+        missing = [key for key in EXTRA_KEYS if key not in extra]
+        if "ema" not in payload or missing:
+            raise CheckpointError(f"{path}: not a diffusion checkpoint (missing {missing or ['ema']})")
+        net = UNet1D(UNetConfig(**extra["unet"]))
+        net.load_state_dict(payload["ema"]["weights"])
+        schedule = NoiseSchedule.from_name(extra["schedule"]["kind"], extra["schedule"]["num_steps"])
+        return cls(net.to(device).eval().requires_grad_(False), schedule, extra)
+
+    @property
+    def net_device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self.extra["classes"])
+
+    def denoiser(self, guidance_scale: float = 1.0) -> DenoiserFn:
+        """ε_θ(x, t, y), optionally with classifier-free guidance (scale 1 is plain conditional)."""
+        return classifier_free_guidance(self.net, self.net.null_class, guidance_scale)
+
+    def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:
+        """Undo the per-lead normalization: x · std + mean, as float32 [N, leads, T] in mV."""
+        stats = self.extra["normalization"]
+        mean, std = (np.asarray(stats[key], dtype=np.float32)[:, None] for key in ("mean", "std"))
+        return (np.asarray(x, dtype=np.float32) * std + mean).astype(np.float32)
+
+
+def labels_for_mix(n: int, mix: dict[str, float], classes: list[str]) -> np.ndarray:
+    """Class indices [n] in the proportions of `mix` (largest remainder), grouped by class."""
+    unknown = sorted(set(mix) - set(classes))
+    if unknown:
+        raise ValueError(f"class mix names {unknown}, which the model does not know (classes: {classes})")
+    if any(share < 0 for share in mix.values()) or sum(mix.values()) <= 0:
+        raise ValueError(f"class mix {mix} needs non-negative shares with a positive sum")
+    total = sum(mix.values())
+    exact = np.array([n * mix.get(name, 0.0) / total for name in classes])
+    counts = np.floor(exact).astype(int)
+    counts[np.argsort(-(exact - counts))[: n - counts.sum()]] += 1
+    return np.repeat(np.arange(len(classes)), counts)
+
+
+def generate(
+    denoiser: DenoiserFn,
+    schedule: NoiseSchedule,
+    labels: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    method: str = "dpmpp",
+    steps: int = 25,
+    seed: int = 0,
+    batch_size: int = 256,
+    device: torch.device | str = "cpu",
+    progress: bool = False,
+) -> np.ndarray:
+    """Sample normalized windows [len(labels), leads, T] in batches from one seeded generator."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    batches = range(0, len(labels), batch_size)
+    if progress:
+        from tqdm.auto import tqdm
+
+        batches = tqdm(batches, desc=f"sample ({method}, {steps} steps)", unit="batch")
+    for start in batches:
+        y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long)
+        x = sample(denoiser, schedule, (len(y), *shape), y, method=method, steps=steps, generator=generator, device=device)
+        out.append(x.detach().cpu().numpy())
+    return np.concatenate(out) if out else np.zeros((0, *shape), dtype=np.float32)

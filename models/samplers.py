@@ -1,0 +1,183 @@
+"""Samplers as functions of a denoiser function ε(x_t, t, y), after k-diffusion's `sampling.py`.
+
+A sampler only ever calls `denoiser(x, t, y)`; guidance (classifier-free, TGDP) wraps the
+denoiser and never edits a sampler. Loops run under `torch.no_grad()`, which a guided
+denoiser may lift inside itself with `torch.enable_grad()` (a network passed as the denoiser
+should be in `eval()` mode). Each sampler evaluates the denoiser once per entry of
+`timesteps(...)`, the last time at t = 0, and returns that evaluation's x̂_0 (t = −1 is clean
+data, ᾱ = 1). Noise comes from the given CPU `torch.Generator`, so samples do not depend on
+the device's random state.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from models.schedule import NoiseSchedule
+
+# λ_{T−1} of the linear schedule; the cosine schedule's clipped last β puts its λ_{T−1} near −10, and
+# grid points below −5 (α/σ < 0.007) are pure noise for unit-scale data (DPM-Solver starts cosine at t_T = 0.9946, λ ≈ −4.8).
+_LOGSNR_FLOOR = -5.0
+DenoiserFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x_t [B, C, L], t [B] long, y [B] long) -> ε [B, C, L]
+
+
+def timesteps(schedule: NoiseSchedule, steps: int, spacing: str = "time") -> list[int]:
+    """`steps` distinct integer timesteps from T−1 down to 0, both included.
+
+    "time": evenly spaced in t (diffusers' "linspace" spacing; DDIM's "linear" τ, Song et al. 2021 App. D.2).
+    "logsnr": evenly spaced in half-log-SNR λ = log(α/σ) from max(λ_{T−1}, −5) to λ_0, rounded to the
+    nearest integer t and pushed apart where rounding collides (the "logSNR" step schedule of
+    DPM-Solver, Lu et al. 2022a §3.3); the first step still starts at T−1.
+    """
+    num = schedule.num_steps
+    if not 1 <= steps <= num:
+        raise ValueError(f"steps must be in [1, {num}], got {steps}")
+    if spacing == "time":
+        return torch.linspace(num - 1, 0, steps, dtype=torch.float64).round().long().tolist()
+    if spacing != "logsnr":
+        raise ValueError(f"unknown timestep spacing {spacing!r}; expected 'time' or 'logsnr'")
+    abar = schedule.alphas_cumprod
+    lam = 0.5 * torch.log(abar / (1 - abar))  # [T], decreasing in t
+    targets = torch.linspace(max(float(lam[-1]), _LOGSNR_FLOOR), float(lam[0]), steps, dtype=torch.float64)
+    ts = (lam[None, :] - targets[:, None]).abs().argmin(dim=1).tolist()
+    # 1. pin both ends and make the list strictly decreasing: push up from t = 0, then down from T−1
+    ts[-1] = 0
+    for i in range(steps - 2, -1, -1):
+        ts[i] = max(ts[i], ts[i + 1] + 1)
+    ts[0] = num - 1
+    for i in range(1, steps):
+        ts[i] = min(ts[i], ts[i - 1] - 1)
+    return ts
+
+
+def _abar(schedule: NoiseSchedule, t: int) -> float:
+    return 1.0 if t < 0 else float(schedule.alphas_cumprod[t])
+
+
+def _x0_and_eps(denoiser: DenoiserFn, x: Tensor, t: int, y: Tensor, schedule: NoiseSchedule,
+                clip_x0: float | None) -> tuple[Tensor, Tensor]:
+    """ε̂ = denoiser(x_t, t, y) and x̂_0 = (x_t − σ_t ε̂)/α_t (Ho et al. 2020 eq. 15), ε̂ re-derived if x̂_0 is clipped."""
+    abar = _abar(schedule, t)
+    alpha, sigma = abar ** 0.5, (1 - abar) ** 0.5
+    eps = denoiser(x, torch.full((x.shape[0],), t, dtype=torch.long, device=x.device), y)
+    x0 = (x - sigma * eps) / alpha
+    if clip_x0 is not None:
+        x0 = x0.clamp(-clip_x0, clip_x0)
+        eps = (x - alpha * x0) / sigma
+    return x0, eps
+
+
+def _setup(shape: Sequence[int], labels: Tensor, generator: torch.Generator,
+           device: torch.device | str | None) -> tuple[Tensor, Tensor, Callable[[], Tensor]]:
+    """x_{T−1} ~ N(0, I) [B, C, L] on `device` (default: labels' device), labels there, and a noise source."""
+    if len(shape) != 3 or labels.shape != (shape[0],):
+        raise ValueError(f"shape must be (B, C, L) and labels [B]; got shape {tuple(shape)}, labels {tuple(labels.shape)}")
+    device = torch.device(device) if device is not None else labels.device
+
+    def noise() -> Tensor:
+        return torch.randn(tuple(shape), generator=generator, dtype=torch.float32).to(device)
+
+    return noise(), labels.to(device), noise
+
+
+def _pairs(ts: list[int], progress: bool, name: str) -> Iterable[tuple[int, int]]:
+    pairs = list(zip(ts, ts[1:] + [-1]))  # (t, next t); −1 is clean data
+    return tqdm(pairs, desc=name, leave=False) if progress else pairs
+
+
+@torch.no_grad()
+def ddpm_sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
+                generator: torch.Generator, steps: int | None = None, clip_x0: float | None = None,
+                device: torch.device | str | None = None, progress: bool = False) -> Tensor:
+    """Ancestral sampling, Ho et al. 2020 Alg. 2 with σ² = β̃; `steps` < T respaces β (Nichol & Dhariwal 2021 §4)."""
+    x, labels, noise = _setup(shape, labels, generator, device)
+    for t, s in _pairs(timesteps(schedule, schedule.num_steps if steps is None else steps), progress, "ddpm"):
+        x0, _ = _x0_and_eps(denoiser, x, t, labels, schedule, clip_x0)
+        abar_t, abar_s = _abar(schedule, t), _abar(schedule, s)
+        # 1. respaced β_t between consecutive kept timesteps (Nichol & Dhariwal 2021 §4)
+        beta = 1 - abar_t / abar_s
+        # 2. posterior q(x_s | x_t, x̂_0), Ho et al. 2020 eq. 7
+        mean = (abar_s ** 0.5 * beta * x0 + (1 - beta) ** 0.5 * (1 - abar_s) * x) / (1 - abar_t)
+        var = (1 - abar_s) / (1 - abar_t) * beta
+        x = mean + var ** 0.5 * noise() if s >= 0 else mean
+    return x
+
+
+@torch.no_grad()
+def ddim_sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
+                generator: torch.Generator, steps: int = 50, eta: float = 0.0, clip_x0: float | None = None,
+                device: torch.device | str | None = None, progress: bool = False) -> Tensor:
+    """DDIM, Song et al. 2021 eq. 12 with σ_t(η) of eq. 16; η = 0 is deterministic, η = 1 is DDPM-like."""
+    if not 0.0 <= eta <= 1.0:
+        raise ValueError(f"eta must be in [0, 1], got {eta}")
+    x, labels, noise = _setup(shape, labels, generator, device)
+    for t, s in _pairs(timesteps(schedule, steps), progress, "ddim"):
+        x0, eps = _x0_and_eps(denoiser, x, t, labels, schedule, clip_x0)
+        abar_t, abar_s = _abar(schedule, t), _abar(schedule, s)
+        # 1. σ_t(η), eq. 16
+        std = eta * ((1 - abar_s) / (1 - abar_t) * (1 - abar_t / abar_s)) ** 0.5
+        # 2. eq. 12: predicted x_0, direction pointing to x_t, random noise
+        x = abar_s ** 0.5 * x0 + max(1 - abar_s - std ** 2, 0.0) ** 0.5 * eps
+        if std > 0:
+            x = x + std * noise()
+    return x
+
+
+@torch.no_grad()
+def dpmpp_sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
+                 generator: torch.Generator, steps: int = 25, spacing: str = "logsnr", clip_x0: float | None = None,
+                 device: torch.device | str | None = None, progress: bool = False) -> Tensor:
+    """DPM-Solver++(2M), Lu et al. 2022 Alg. 2 (data prediction), first order on the first and final step.
+
+    Steps are uniform in λ by default: on uniform-t steps the multistep extrapolation overshoots
+    where x̂_0 saturates (std +13% at 25 steps on a N(μ, 0.3²) toy with the cosine schedule).
+    """
+    x, labels, _ = _setup(shape, labels, generator, device)
+    x0_prev, h_prev = None, None
+    for t, s in _pairs(timesteps(schedule, steps, spacing), progress, "dpm++"):
+        x0, _ = _x0_and_eps(denoiser, x, t, labels, schedule, clip_x0)
+        if s < 0:  # λ_s = +∞, σ_s = 0: the first-order step lands exactly on x̂_0
+            x = x0
+            break
+        abar_t, abar_s = _abar(schedule, t), _abar(schedule, s)
+        # 1. step h_i = λ_s − λ_t in half-log-SNR λ = log(α/σ)
+        h = 0.5 * (math.log(abar_s / (1 - abar_s)) - math.log(abar_t / (1 - abar_t)))
+        # 2. D_i = (1 + 1/(2r_i)) x̂_0,i − 1/(2r_i) x̂_0,i−1 with r_i = h_i−1/h_i; first step D_i = x̂_0,i
+        d = x0 if x0_prev is None else (1 + h / (2 * h_prev)) * x0 - h / (2 * h_prev) * x0_prev
+        # 3. x_s = (σ_s/σ_t) x_t − α_s (e^{−h_i} − 1) D_i
+        x = ((1 - abar_s) / (1 - abar_t)) ** 0.5 * x - abar_s ** 0.5 * math.expm1(-h) * d
+        x0_prev, h_prev = x0, h
+    return x
+
+
+_SAMPLERS = {"ddpm": ddpm_sample, "ddim": ddim_sample, "dpmpp": dpmpp_sample}
+
+
+def sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
+           method: str = "dpmpp", steps: int = 25, eta: float = 0.0, generator: torch.Generator,
+           clip_x0: float | None = None, device: torch.device | str | None = None, progress: bool = False) -> Tensor:
+    """Draw x_0 [B, C, L] for `labels` [B] with the named sampler ("ddpm", "ddim" or "dpmpp")."""
+    if method not in _SAMPLERS:
+        raise ValueError(f"unknown sampler {method!r}; expected one of {sorted(_SAMPLERS)}")
+    if eta != 0.0 and method != "ddim":
+        raise ValueError(f"eta={eta} applies only to method 'ddim', not {method!r}")
+    options = {"eta": eta} if method == "ddim" else {}
+    return _SAMPLERS[method](denoiser, schedule, shape, labels, generator=generator, steps=steps,
+                             clip_x0=clip_x0, device=device, progress=progress, **options)
+
+
+def classifier_free_guidance(model_fn: DenoiserFn, null_class: int, scale: float) -> DenoiserFn:
+    """ε̃ = ε(x, ∅) + s (ε(x, y) − ε(x, ∅)), Ho & Salimans 2022 eq. 6 (their w = s − 1); one batched call."""
+    if scale == 1.0:
+        return model_fn
+
+    def guided(x: Tensor, t: Tensor, y: Tensor) -> Tensor:
+        eps_cond, eps_uncond = model_fn(
+            torch.cat([x, x]), torch.cat([t, t]), torch.cat([y, torch.full_like(y, null_class)])).chunk(2)
+        return eps_uncond + scale * (eps_cond - eps_uncond)
+
+    return guided

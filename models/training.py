@@ -1,0 +1,413 @@
+"""Diffusion training loop: ε-prediction loss, AdamW, EMA, resumable checkpoints, DDP under torchrun.
+
+Every random draw (batch indices, t, ε, label dropout, dropout inside the model) comes from
+generators checkpointed per rank, so a run killed after step k and resumed ends with the same
+weights and log rows as one that never stopped. The learning rate is a function of the step.
+
+    out_dir/checkpoint.pt  model (raw weights), ema (EMA.state_dict(); sample from its "weights"),
+                           optimizer, rng (one dict per rank), train_config, extra (the caller's,
+                           verbatim), step, seconds, best_val_loss, bad_validations, stopped_early
+    out_dir/best.pt        ema, step, val_loss, train_config, extra at the best validation loss
+    out_dir/log.csv        step, loss, lr, grad_norm, val_loss, seconds; loss and grad_norm are means
+                           over the steps since the previous row, seconds the training time so far
+"""
+from __future__ import annotations
+
+import csv
+import math
+import os
+import time
+import warnings
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from models.checkpoint import CheckpointError, check_plain, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from models.ema import EMA
+
+LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "val_loss", "seconds")
+# these change logging, validation or stopping but no update, so a resumed run may change them
+_MAY_CHANGE_ON_RESUME = frozenset({"steps", "log_every", "val_every", "checkpoint_every", "early_stopping_patience"})
+_BATCHES, _NOISE, _MODEL, _VALIDATION = range(4)  # independent random streams, see _seed
+
+
+@dataclass
+class TrainConfig:
+    """How a denoiser is trained; saved as a dict in every checkpoint so a run can be resumed and audited."""
+
+    steps: int = 20000                # optimizer updates in all; raising it resumes a finished run (new cosine length)
+    batch_size: int = 64              # windows per rank and step
+    lr: float = 2e-4                  # peak AdamW learning rate
+    warmup_steps: int = 500           # linear warm-up, then cosine decay to lr * min_lr_ratio
+    min_lr_ratio: float = 0.1
+    weight_decay: float = 0.0         # decoupled (AdamW); only on weights with ≥ 2 dims, as in nanoGPT
+    ema_decay: float = 0.999          # the EMA weights are validated, kept in best.pt and sampled from
+    grad_clip: float = 1.0            # max global gradient norm; 0 disables (the norm is still logged)
+    label_dropout: float = 0.1        # classifier-free: replace y with the null class with this probability
+    class_balanced: bool = False      # sample batches with equal class probability (rare S/V beats)
+    log_every: int = 50
+    val_every: int = 500              # validation loss (EMA weights, fixed seeded t and noise: comparable across evaluations)
+    checkpoint_every: int = 1000      # a killed run repeats at most this many steps
+    early_stopping_patience: int = 0  # in validations; 0 disables
+    seed: int = 0                     # seeds every random stream: same seed, same machine, same weights
+
+    def __post_init__(self) -> None:
+        rules = {
+            "steps, batch_size, log_every, val_every, checkpoint_every must be >= 1":
+                min(self.steps, self.batch_size, self.log_every, self.val_every, self.checkpoint_every) >= 1,
+            "lr, warmup_steps, weight_decay, grad_clip, early_stopping_patience, seed must be >= 0":
+                min(self.lr, self.warmup_steps, self.weight_decay, self.grad_clip, self.early_stopping_patience,
+                    self.seed) >= 0,
+            "label_dropout must be in [0, 1)": 0 <= self.label_dropout < 1,
+            "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
+            "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,
+        }
+        broken = [rule for rule, holds in rules.items() if not holds]
+        if broken:
+            raise ValueError(f"invalid {self}: " + "; ".join(broken))
+
+
+@dataclass
+class TrainResult:
+    """How a `train_diffusion` call ended; `seconds` is this call's wall time."""
+
+    steps_done: int
+    best_val_loss: float | None
+    stopped_early: bool
+    checkpoint: Path
+    seconds: float
+
+
+@dataclass
+class _Progress:
+    """The loop's counters, saved as top-level checkpoint keys."""
+
+    step: int = 0
+    seconds: float = 0.0              # training time up to the checkpoint, summed over resumes
+    best_val_loss: float | None = None
+    bad_validations: int = 0          # validations since the best one
+    stopped_early: bool = False
+    loss_sum: float = 0.0             # since the last log row, so a resumed run's next row averages the same steps
+    grad_norm_sum: float = 0.0
+    steps_since_row: int = 0
+
+
+def lr_factor(step: int, config: TrainConfig) -> float:
+    """Multiplier of config.lr for update `step` (0-based): linear warm-up, then cosine decay to
+    min_lr_ratio at config.steps (SGDR without restarts, Loshchilov & Hutter 2017 eq. 5)."""
+    if step < config.warmup_steps:
+        return (step + 1) / config.warmup_steps
+    progress = min(1.0, (step - config.warmup_steps) / max(1, config.steps - config.warmup_steps))
+    return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+    """Ho et al. 2020 eq. 14: mean ‖ε − ε_θ(α_t x0 + σ_t ε, t, y)‖² over x0, eps [B, leads, T], t, y [B]."""
+    return F.mse_loss(model(schedule.add_noise(x0, eps, t), t, y), eps)
+
+
+@torch.no_grad()
+def validation_loss(model: nn.Module, schedule, x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator,
+                    device: torch.device | str = "cpu") -> float:
+    """Eq. 14 averaged over all windows x [N, leads, T] in eval mode; t and ε come from `generator`,
+    so one seeded the same way each time makes evaluations comparable."""
+    was_training = model.training
+    model.eval()
+    total = torch.zeros((), dtype=torch.float64, device=device)
+    for start in range(0, len(x), batch_size):
+        x0, labels = x[start:start + batch_size], y[start:start + batch_size]
+        t = torch.randint(schedule.num_steps, (len(x0),), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
+        x0, labels, t, eps = (v.to(device) for v in (x0, labels, t, eps))
+        total += diffusion_loss(model, schedule, x0, labels, t, eps).double() * len(x0)
+    model.train(was_training)
+    return total.item() / len(x)
+
+
+class WindowSampler:
+    """Batch indices with replacement: uniform over windows, or (balanced) a class uniformly, then one of its windows."""
+
+    def __init__(self, labels: Tensor, balanced: bool):
+        labels = labels.cpu()
+        self.size, self.balanced = len(labels), balanced
+        self.order = torch.argsort(labels, stable=True)  # windows grouped by class, classes ascending
+        self.counts = torch.unique(labels, return_counts=True)[1]
+        self.starts = torch.cumsum(self.counts, 0) - self.counts
+
+    def draw(self, batch_size: int, generator: torch.Generator) -> Tensor:
+        """[batch_size] long indices into the labels the sampler was built on."""
+        if not self.balanced:
+            return torch.randint(self.size, (batch_size,), generator=generator)
+        classes = torch.randint(len(self.counts), (batch_size,), generator=generator)
+        offsets = (torch.rand(batch_size, generator=generator, dtype=torch.float64) * self.counts[classes]).long()
+        return self.order[self.starts[classes] + offsets]
+
+
+def init_distributed() -> tuple[int, int]:
+    """Join the process group torchrun describes (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT); return
+    (rank, world_size), or (0, 1) outside torchrun. NCCL on GPU LOCAL_RANK when CUDA is available, else gloo."""
+    if "RANK" not in os.environ or "WORLD_SIZE" not in os.environ:
+        return 0, 1
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
+        dist.init_process_group(backend="nccl" if torch.cuda.is_available() else "gloo")
+    return dist.get_rank(), dist.get_world_size()
+
+
+def cleanup_distributed() -> None:
+    """Leave the process group, if one was joined."""
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def train_diffusion(
+    model: nn.Module, schedule, train_x: Tensor, train_y: Tensor, config: TrainConfig, out_dir: Path, *,
+    val_x: Tensor | None = None, val_y: Tensor | None = None, device: torch.device | str = "cpu",
+    extra: dict | None = None, progress: bool = True,
+) -> TrainResult:
+    """Train `model` (ε-prediction, eq. 14) on train_x [N, leads, T] float, train_y [N] long; resume from
+    out_dir/checkpoint.pt when it exists (return at once if that run reached `steps` or stopped early).
+    Under an initialized process group the model runs in DDP and rank 0 alone writes files."""
+    started = time.perf_counter()
+    _check_windows(train_x, train_y, "train")
+    if (val_x is None) != (val_y is None):
+        raise ValueError("pass both val_x and val_y, or neither")
+    if val_x is not None:
+        _check_windows(val_x, val_y, "val")
+    check_plain(extra or {}, where="extra")  # fail now, not at the first checkpoint
+    device = _resolve(device)
+    # dropout inside the model draws from the global generators: fork them, give them back untouched
+    with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device.index], device_type=device.type):
+        run = _Run(model, schedule, config, Path(out_dir), device, extra or {}, (train_x, train_y, val_x, val_y))
+        if run.checkpoint_path.exists():
+            run.resume()
+        run.loop(progress)
+    p = run.progress
+    return TrainResult(p.step, p.best_val_loss, p.stopped_early, run.checkpoint_path, time.perf_counter() - started)
+
+
+class _Run:
+    """The state of one training call; its methods are the steps of the loop."""
+
+    def __init__(self, model: nn.Module, schedule, config: TrainConfig, out_dir: Path, device: torch.device,
+                 extra: dict, data: tuple):
+        self.schedule, self.config, self.out_dir, self.device, self.extra = schedule, config, out_dir, device, extra
+        self.train_x, self.train_y, self.val_x, self.val_y = data
+        self.sampler = WindowSampler(self.train_y, config.class_balanced)
+        self.checkpoint_path, self.log_path = out_dir / "checkpoint.pt", out_dir / "log.csv"
+        self.started, self.progress, self.saved_step = time.perf_counter(), _Progress(), None
+        distributed = dist.is_available() and dist.is_initialized()
+        self.rank, self.world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+        self.model = model.to(device).train()
+        # DDP broadcasts rank 0's weights here, so the EMA below starts from weights all ranks share
+        self.net = DistributedDataParallel(model, device_ids=[device] if device.type == "cuda" else None) \
+            if distributed else model
+        self.ema = EMA(model, config.ema_decay)
+        self.optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
+        self.null_class = _null_class(model) if config.label_dropout > 0 else None
+        self.generators = {name: torch.Generator().manual_seed(_seed(config.seed, self.rank, stream))
+                           for name, stream in (("batches", _BATCHES), ("noise", _NOISE))}
+        _seed_global(_seed(config.seed, self.rank, _MODEL), device)
+
+    def loop(self, show_progress: bool) -> None:
+        """Train until config.steps or early stopping; a finished run does nothing."""
+        config, p = self.config, self.progress
+        if self.rank == 0:
+            _truncate_log(self.log_path, p.step)
+        bar = tqdm(total=config.steps, initial=min(p.step, config.steps), desc="train", unit="step",
+                   disable=not show_progress or self.rank != 0)
+        while p.step < config.steps and not p.stopped_early:
+            lr = config.lr * lr_factor(p.step, config)
+            loss, grad_norm = self.train_step(self.sampler.draw(config.batch_size, self.generators["batches"]), lr)
+            p.step, p.steps_since_row = p.step + 1, p.steps_since_row + 1
+            p.loss_sum, p.grad_norm_sum = p.loss_sum + loss, p.grad_norm_sum + grad_norm
+            val_loss = self.validate() if self.val_x is not None and p.step % config.val_every == 0 else None
+            if p.step % config.log_every == 0 or val_loss is not None:
+                bar.set_postfix(loss=f"{p.loss_sum / p.steps_since_row:.4f}", refresh=False)
+                self.write_row(lr, val_loss)
+            if p.step % config.checkpoint_every == 0 or p.step == config.steps or p.stopped_early:
+                self.save()
+            bar.update()
+        bar.close()
+
+    def train_step(self, index: Tensor, lr: float) -> tuple[float, float]:
+        """One AdamW update (Loshchilov & Hutter 2019) on windows `index`; (loss, grad norm) averaged over ranks."""
+        noise = self.generators["noise"]
+        x0, y = self.train_x[index.to(self.train_x.device)], self.train_y[index.to(self.train_y.device)]
+        t = torch.randint(self.schedule.num_steps, (len(x0),), generator=noise)
+        eps = torch.randn(x0.shape, generator=noise, dtype=x0.dtype)
+        if self.null_class is not None:
+            dropped = torch.rand(len(y), generator=noise) < self.config.label_dropout
+            y = torch.where(dropped.to(y.device), self.null_class, y)
+        x0, y, t, eps = (v.to(self.device, non_blocking=True) for v in (x0, y, t, eps))
+        loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or math.inf)
+        stats = torch.stack([loss.detach().float(), grad_norm.float()])
+        if self.world > 1:  # all ranks see the same numbers, so all stop together on a NaN
+            dist.all_reduce(stats)
+            stats /= self.world
+        loss_value, grad_norm_value = stats.tolist()
+        if not (math.isfinite(loss_value) and math.isfinite(grad_norm_value)):
+            kept = "no checkpoint was written" if self.saved_step is None else \
+                f"{self.checkpoint_path} still holds step {self.saved_step}"
+            raise FloatingPointError(f"non-finite loss {loss_value} or gradient norm {grad_norm_value} at step "
+                                     f"{self.progress.step + 1}; stopped before the update, {kept}")
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        self.optimizer.step()
+        self.ema.update(self.model)
+        return loss_value, grad_norm_value
+
+    def validate(self) -> float:
+        """EMA validation loss (rank 0 computes, every rank receives it); updates best.pt and early stopping."""
+        loss, p = 0.0, self.progress
+        if self.rank == 0:
+            generator = torch.Generator().manual_seed(_seed(self.config.seed, 0, _VALIDATION))
+            loss = validation_loss(self.ema.module, self.schedule, self.val_x, self.val_y, self.config.batch_size,
+                                   generator, self.device)
+        if self.world > 1:
+            shared = torch.tensor([loss], dtype=torch.float64, device=self.device)
+            dist.broadcast(shared, src=0)
+            loss = shared.item()
+        if p.best_val_loss is None or loss < p.best_val_loss:
+            p.best_val_loss, p.bad_validations = loss, 0
+            if self.rank == 0:
+                save_checkpoint(self.out_dir / "best.pt", {"ema": self.ema.state_dict(), "step": p.step,
+                                "val_loss": loss, "train_config": asdict(self.config), "extra": self.extra})
+        else:
+            p.bad_validations += 1
+            p.stopped_early = 0 < self.config.early_stopping_patience <= p.bad_validations
+        return loss
+
+    def write_row(self, lr: float, val_loss: float | None) -> None:
+        p = self.progress
+        row = {"step": p.step, "loss": p.loss_sum / p.steps_since_row, "lr": lr,
+               "grad_norm": p.grad_norm_sum / p.steps_since_row, "val_loss": "" if val_loss is None else val_loss,
+               "seconds": round(self.seconds(), 3)}
+        p.loss_sum, p.grad_norm_sum, p.steps_since_row = 0.0, 0.0, 0
+        if self.rank == 0:
+            _append_row(self.log_path, row)
+
+    def seconds(self) -> float:
+        return self.progress.seconds + time.perf_counter() - self.started
+
+    def save(self) -> None:
+        """Write checkpoint.pt (rank 0) with every rank's generator states."""
+        states = [rng_state(self.generators, self.device)]
+        if self.world > 1:
+            states = [None] * self.world
+            dist.all_gather_object(states, rng_state(self.generators, self.device))
+        if self.rank == 0:
+            save_checkpoint(self.checkpoint_path, {
+                "model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "rng": states, "train_config": asdict(self.config), "extra": self.extra,
+                **asdict(self.progress), "seconds": self.seconds()})
+        if self.world > 1:  # no rank returns, and perhaps resumes, before the file is in place
+            dist.barrier()
+        self.saved_step = self.progress.step
+
+    def resume(self) -> None:
+        """Continue from checkpoint.pt: weights, optimizer, counters and this rank's generator states."""
+        path, saved = self.checkpoint_path, load_checkpoint(self.checkpoint_path)
+        missing = {"model", "ema", "optimizer", "rng", "train_config", *(f.name for f in fields(_Progress))} - set(saved)
+        if missing:
+            raise CheckpointError(f"{path}: not a train_diffusion checkpoint, it lacks {sorted(missing)}")
+        changed = {key: (saved["train_config"].get(key), value) for key, value in asdict(self.config).items()
+                   if key not in _MAY_CHANGE_ON_RESUME and saved["train_config"].get(key) != value}
+        if changed:
+            raise ValueError(f"{path} was trained with other settings {{name: (saved, now)}}: {changed}; "
+                             "use another out_dir to start over")
+        try:
+            self.model.load_state_dict(saved["model"])
+            self.ema.load_state_dict(saved["ema"])
+            self.optimizer.load_state_dict(saved["optimizer"])
+        except (RuntimeError, ValueError, KeyError) as error:
+            raise CheckpointError(f"{path}: does not fit this model ({error})") from error
+        self.progress = _Progress(**{field.name: saved[field.name] for field in fields(_Progress)})
+        self.saved_step, self.started = self.progress.step, time.perf_counter()
+        if len(saved["rng"]) == self.world:
+            set_rng_state(saved["rng"][self.rank], self.generators, self.device)
+            return
+        warnings.warn(f"{path} was written by {len(saved['rng'])} ranks, now {self.world}: the random streams "
+                      "are reseeded, so the run goes on but does not repeat a run on the old number of ranks")
+        for stream, generator in enumerate(self.generators.values()):
+            generator.manual_seed(_seed(self.config.seed, self.rank, stream, self.progress.step))
+
+
+def _seed(*key: int) -> int:
+    """A 64-bit seed for (seed, rank, stream, ...) by SeedSequence hashing, which keeps streams
+    independent where seed + rank would let rank 1 of seed 0 replay rank 0 of seed 1."""
+    return int(np.random.SeedSequence(list(key)).generate_state(1, np.uint64)[0])
+
+
+def _seed_global(seed: int, device: torch.device) -> None:
+    """Seed the global generators that dropout inside the model uses (the caller forked them): CPU and `device`."""
+    torch.default_generator.manual_seed(seed)
+    if device.type != "cpu":
+        module = torch.get_device_module(device.type)
+        with module.device(device):
+            module.manual_seed(seed)
+
+
+def _param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
+    """Decay matrices, kernels and embeddings (≥ 2 dims), not biases or norm gains (as nanoGPT does)."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return [{"params": [p for p in params if p.dim() >= 2], "weight_decay": weight_decay},
+            {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+
+
+def _null_class(model: nn.Module) -> int:
+    if not hasattr(model, "null_class"):
+        raise ValueError(f"label_dropout > 0 needs model.null_class; {type(model).__name__} has none")
+    return int(model.null_class)
+
+
+def _resolve(device: torch.device | str) -> torch.device:
+    """The device with an index where it has one, as DDP and RNG forking need."""
+    device = torch.device(device)
+    if device.type != "cpu" and device.index is None:
+        device = torch.device(device.type, torch.get_device_module(device.type).current_device())
+    return device
+
+
+def _check_windows(x: Tensor, y: Tensor, name: str) -> None:
+    if x.ndim != 3 or y.shape != (len(x),) or len(x) == 0:
+        raise ValueError(f"{name}_x must be [N, leads, T] and {name}_y [N] with N > 0; "
+                         f"got {tuple(x.shape)} and {tuple(y.shape)}")
+    if y.is_floating_point():
+        raise ValueError(f"{name}_y must hold integer class indices, got {y.dtype}")
+
+
+def _truncate_log(path: Path, step: int) -> None:
+    """Keep the complete rows up to `step`: later ones came from a killed run's tail, which is repeated."""
+    if not path.exists():
+        return
+    with path.open(newline="") as file:
+        rows = [row for row in csv.DictReader(file)
+                if None not in row.values() and row.get("step", "").isdigit() and int(row["step"]) <= step]
+    temporary = path.with_name(f".{path.name}.tmp")
+    with temporary.open("w", newline="") as file:
+        writer = csv.DictWriter(file, LOG_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        writer.writerows(rows)
+    os.replace(temporary, path)
+
+
+def _append_row(path: Path, row: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    new = not path.exists()
+    with path.open("a", newline="") as file:
+        writer = csv.DictWriter(file, LOG_COLUMNS)
+        if new:
+            writer.writeheader()
+        writer.writerow(row)

@@ -1,0 +1,158 @@
+"""A class-conditional 1D U-Net ε-predictor for ECG windows [B, leads, T], sized for CPU by default.
+
+Architecture after Ho et al. 2020 (DDPM, App. B) and Dhariwal & Nichol 2021 (guided-diffusion):
+sinusoidal time embedding → MLP, plus a class embedding whose extra row is the null class
+of classifier-free guidance (Ho & Salimans 2022); residual blocks with scale-shift
+conditioning; stride-2 conv downsampling, nearest + conv upsampling, skip connections.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+_HEAD_DIM = 32  # attention channels per head
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """Network shape; saved inside checkpoints so that sampling needs only the checkpoint."""
+
+    leads: int = 1  # input and output channels
+    num_classes: int = 3  # embedding has num_classes + 1 rows; row num_classes is the null class (CFG)
+    base_channels: int = 32  # width at full resolution; time/class embedding width is 4x this
+    channel_mults: tuple[int, ...] = (1, 2, 2)  # width multiplier per resolution; len - 1 halvings
+    res_blocks: int = 1  # residual blocks per resolution
+    attention: bool = False  # one self-attention block at the lowest resolution
+    dropout: float = 0.0  # inside residual blocks
+    groups: int = 8  # GroupNorm groups; must divide every width
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "channel_mults", tuple(self.channel_mults))  # a TOML/JSON list round-trips
+        widths = [self.base_channels * m for m in self.channel_mults]
+        if not widths or any(w % self.groups for w in widths):
+            raise ValueError(f"UNetConfig: widths {widths} must be non-empty and divisible by groups={self.groups}")
+        if self.leads < 1 or self.num_classes < 1 or self.res_blocks < 1:
+            raise ValueError(f"UNetConfig: leads, num_classes and res_blocks must be >= 1, got {self}")
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal embedding of timesteps t [B] → [B, dim] (Vaswani et al. 2017 §3.5, as in DDPM)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None]
+    return torch.cat([angles.cos(), angles.sin()], dim=1)
+
+
+def _zero(module: nn.Module) -> nn.Module:
+    for p in module.parameters():
+        nn.init.zeros_(p)
+    return module
+
+
+class ResBlock(nn.Module):
+    """Residual block with scale-shift conditioning on the (time + class) embedding (Dhariwal & Nichol 2021 §3)."""
+
+    def __init__(self, in_ch: int, out_ch: int, emb_dim: int, groups: int, dropout: float) -> None:
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, in_ch)
+        self.conv1 = nn.Conv1d(in_ch, out_ch, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, 2 * out_ch)
+        self.norm2 = nn.GroupNorm(groups, out_ch)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = _zero(nn.Conv1d(out_ch, out_ch, 3, padding=1))  # block starts as the identity
+        self.skip = nn.Conv1d(in_ch, out_ch, 1) if in_ch != out_ch else nn.Identity()
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        """x [B, in_ch, L], emb [B, emb_dim] → [B, out_ch, L]."""
+        h = self.conv1(F.silu(self.norm1(x)))
+        scale, shift = self.emb(F.silu(emb))[:, :, None].chunk(2, dim=1)
+        h = self.norm2(h) * (1 + scale) + shift
+        h = self.conv2(self.dropout(F.silu(h)))
+        return self.skip(x) + h
+
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over positions with a residual connection (Vaswani et al. 2017; DDPM App. B)."""
+
+    def __init__(self, channels: int, groups: int) -> None:
+        super().__init__()
+        self.heads = channels // _HEAD_DIM if channels % _HEAD_DIM == 0 else 1
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv1d(channels, 3 * channels, 1)
+        self.proj = _zero(nn.Conv1d(channels, channels, 1))
+
+    def forward(self, x: Tensor) -> Tensor:
+        """x [B, C, L] → [B, C, L]."""
+        b, c, length = x.shape
+        q, k, v = self.qkv(self.norm(x)).view(b, 3 * self.heads, c // self.heads, length).transpose(2, 3).chunk(3, 1)
+        h = F.scaled_dot_product_attention(q, k, v)  # [B, heads, L, C/heads]
+        return x + self.proj(h.transpose(2, 3).reshape(b, c, length))
+
+
+class UNet1D(nn.Module):
+    """1D U-Net ε_θ(x_t, t, y) for ε-prediction (Ho et al. 2020 eq. 14), with a null class for CFG."""
+
+    def __init__(self, config: UNetConfig) -> None:
+        super().__init__()
+        self.config = config
+        c, g, p = config.base_channels, config.groups, config.dropout
+        emb_dim = 4 * c
+        widths = [c * m for m in config.channel_mults]
+        self.time_mlp = nn.Sequential(nn.Linear(c, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
+        self.class_emb = nn.Embedding(config.num_classes + 1, emb_dim)
+        self.stem = nn.Conv1d(config.leads, c, 3, padding=1)
+
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        ch = c
+        for level, width in enumerate(widths):
+            self.down.append(nn.ModuleList(
+                ResBlock(ch if i == 0 else width, width, emb_dim, g, p) for i in range(config.res_blocks)))
+            ch = width
+            halve = level < len(widths) - 1
+            self.downsample.append(nn.Conv1d(ch, ch, 3, stride=2, padding=1) if halve else nn.Identity())
+
+        self.mid1 = ResBlock(ch, ch, emb_dim, g, p)
+        self.mid_attn = SelfAttention(ch, g) if config.attention else nn.Identity()
+        self.mid2 = ResBlock(ch, ch, emb_dim, g, p)
+
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        for level, width in reversed(list(enumerate(widths))):
+            # the first block of a level takes the concatenated skip from the same level
+            self.up.append(nn.ModuleList(
+                ResBlock(ch + width if i == 0 else width, width, emb_dim, g, p) for i in range(config.res_blocks)))
+            ch = width
+            double = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv1d(ch, ch, 3, padding=1))
+            self.upsample.append(double if level > 0 else nn.Identity())
+
+        self.out = nn.Sequential(nn.GroupNorm(g, ch), nn.SiLU(), _zero(nn.Conv1d(ch, config.leads, 3, padding=1)))
+
+    @property
+    def null_class(self) -> int:
+        """The label that means "no class" (classifier-free guidance's unconditional model)."""
+        return self.config.num_classes
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
+        """x_t [B, leads, L] (any L), t [B] int or float timesteps, y [B] long in [0, num_classes] → ε [B, leads, L]."""
+        length = x.shape[-1]
+        multiple = 2 ** (len(self.config.channel_mults) - 1)
+        h = F.pad(x, (0, -length % multiple))  # zero-pad on the right so every halving is exact
+        emb = self.time_mlp(timestep_embedding(t, self.config.base_channels)) + self.class_emb(y)
+
+        h = self.stem(h)
+        skips = []
+        for blocks, downsample in zip(self.down, self.downsample):
+            for block in blocks:
+                h = block(h, emb)
+            skips.append(h)
+            h = downsample(h)
+        h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
+        for blocks, upsample in zip(self.up, self.upsample):
+            h = torch.cat([h, skips.pop()], dim=1)
+            for block in blocks:
+                h = block(h, emb)
+            h = upsample(h)
+        return self.out(h)[..., :length]

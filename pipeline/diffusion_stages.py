@@ -1,0 +1,120 @@
+"""Stages of the source diffusion model: train (or adopt the pretrained one) and sample."""
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+
+from data.export import export_windows, write_synthetic_cohort
+from data.store import read_cohort
+from models.generate import DiffusionModel, generate, labels_for_mix
+from models.schedule import NoiseSchedule
+from models.training import TrainConfig, train_diffusion
+from models.unet import UNet1D, UNetConfig
+from pipeline.config import Config, ConfigError
+from pipeline.rundir import RunDir, fingerprint_files
+
+
+def resolve_device(name: str) -> torch.device:
+    """'auto' → CUDA when available, else CPU; anything else as torch names it."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA device")
+    return device
+
+
+def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path:
+    """Train the class-conditional source model on the source train split, or adopt `pretrained`."""
+    started = time.time()
+    out_dir = run.path / "models" / "source"
+    checkpoint = out_dir / "checkpoint.pt"
+    cohort_file = run.path / "cohorts" / "source" / "cohort.json"
+    fingerprint = config.section_hash("seed", "device", "source_model", "windows") + fingerprint_files([cohort_file])
+    if not force and run.is_current("train-source", fingerprint, [checkpoint]):
+        print(f"train-source: up to date ({checkpoint})")
+        return checkpoint
+    if force or _fingerprint_changed(out_dir, fingerprint):
+        shutil.rmtree(out_dir, ignore_errors=True)  # an interrupted run of other settings: start over
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fingerprint.txt").write_text(fingerprint)
+    cohort = read_cohort(run.path / "cohorts" / "source")
+    if config.source_model.pretrained is not None:
+        _adopt_pretrained(config.source_model.pretrained, cohort.info, checkpoint)
+        run.record_stage("train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
+                         pretrained=str(config.source_model.pretrained))
+        return checkpoint
+    settings = config.source_model
+    unet = UNetConfig(leads=len(cohort.info["leads"]), num_classes=len(cohort.classes),
+                      **settings.model.model_dump(exclude={"schedule", "num_steps"}))
+    extra = {
+        "unet": {**asdict(unet), "channel_mults": list(unet.channel_mults)},
+        "schedule": {"kind": settings.model.schedule, "num_steps": settings.model.num_steps},
+        **{key: cohort.info[key] for key in ("classes", "leads", "fs_hz", "window_s", "normalization")},
+        "trained_on": cohort.info["database"],
+    }
+    train, val = cohort.split("train"), cohort.split("val")
+    tensors = {
+        name: (torch.from_numpy(cohort.normalized(part.windows)), torch.from_numpy(part.meta["label_index"].to_numpy()))
+        for name, part in (("train", train), ("val", val))
+    }
+    result = train_diffusion(
+        UNet1D(unet), NoiseSchedule.from_name(settings.model.schedule, settings.model.num_steps),
+        *tensors["train"], TrainConfig(**settings.training.model_dump(), seed=config.seed), out_dir,
+        val_x=tensors["val"][0], val_y=tensors["val"][1], device=resolve_device(config.device), extra=extra,
+    )
+    print(f"train-source: {result.steps_done} steps, best validation loss {result.best_val_loss}, → {checkpoint}")
+    run.record_stage("train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
+                     steps=result.steps_done, best_val_loss=result.best_val_loss, stopped_early=result.stopped_early)
+    return checkpoint
+
+
+def _fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
+    marker = out_dir / "fingerprint.txt"
+    return marker.is_file() and marker.read_text() != fingerprint
+
+
+def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:
+    """Use a shipped model when it was trained for the same classes, leads and window geometry."""
+    if not Path(path).is_file():
+        raise ConfigError(f"source_model.pretrained: {path} not found")
+    extra = DiffusionModel.load(path).extra
+    for key in ("classes", "leads", "fs_hz", "window_s"):
+        if extra[key] != cohort_info[key]:
+            raise ConfigError(f"source_model.pretrained: {path} has {key}={extra[key]!r}, the source cohort {cohort_info[key]!r}")
+    shutil.copyfile(path, checkpoint)
+    print(f"train-source: using the pretrained model {path}")
+
+
+def sample_command(
+    checkpoint: Path, n: int, out: Path, *, class_mix: dict[str, float] | None, method: str, steps: int, seed: int,
+    fmt: str, guidance_scale: float, device: str, batch_size: int,
+) -> None:
+    """`ecg-tgdp sample`: n labeled windows in mV from a checkpoint, written as a cohort or exported."""
+    model = DiffusionModel.load(checkpoint, resolve_device(device))
+    classes = model.classes
+    try:
+        labels = labels_for_mix(n, class_mix or {name: 1.0 for name in classes}, classes)
+    except ValueError as error:
+        raise ConfigError(f"--class-mix: {error}") from None
+    shape = (len(model.extra["leads"]), round(model.extra["fs_hz"] * model.extra["window_s"]))
+    started = time.time()
+    normalized = generate(model.denoiser(guidance_scale), model.schedule, labels, shape, method=method, steps=steps,
+                          seed=seed, batch_size=batch_size, device=model.net_device, progress=True)
+    windows = model.to_mv(normalized)
+    seconds = time.time() - started
+    description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
+    description["sampler"] = {"method": method, "steps": steps, "seed": seed, "guidance_scale": guidance_scale,
+                              "checkpoint": str(checkpoint), "seconds": round(seconds, 2)}
+    if fmt == "store":
+        write_synthetic_cohort(out, windows, labels, classes=classes, description=description, method="synthetic")
+        where = out
+    else:
+        where = export_windows(out, windows, [classes[i] for i in labels], fs_hz=model.extra["fs_hz"],
+                               leads=model.extra["leads"], fmt=fmt)
+    print(f"sample: {n} windows ({', '.join(f'{c} {(labels == i).sum()}' for i, c in enumerate(classes))}) "
+          f"in {seconds:.1f} s → {where}")

@@ -13,9 +13,10 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.checkpoint import CheckpointError, load_checkpoint
+from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.samplers import DenoiserFn, classifier_free_guidance, sample
 from models.schedule import NoiseSchedule
+from models.transfer import domain_guidance
 from models.unet import UNet1D, UNetConfig
 
 EXTRA_KEYS = ("unet", "schedule", "classes", "leads", "fs_hz", "window_s", "normalization")
@@ -28,6 +29,7 @@ class DiffusionModel:
     net: UNet1D
     schedule: NoiseSchedule
     extra: dict
+    reference: UNet1D | None = None  # domain guidance: the source network ε_src
 
     @classmethod
     def load(cls, path: Path | str, device: torch.device | str = "cpu") -> DiffusionModel:
@@ -37,10 +39,9 @@ class DiffusionModel:
         missing = [key for key in EXTRA_KEYS if key not in extra]
         if "ema" not in payload or missing:
             raise CheckpointError(f"{path}: not a diffusion checkpoint (missing {missing or ['ema']})")
-        net = UNet1D(UNetConfig(**extra["unet"]))
-        net.load_state_dict(payload["ema"]["weights"])
         schedule = NoiseSchedule.from_name(extra["schedule"]["kind"], extra["schedule"]["num_steps"])
-        return cls(net.to(device).eval().requires_grad_(False), schedule, extra)
+        reference = _frozen_unet(extra, payload["reference_ema"], device) if "reference_ema" in payload else None
+        return cls(_frozen_unet(extra, payload["ema"], device), schedule, extra, reference)
 
     @property
     def net_device(self) -> torch.device:
@@ -50,15 +51,40 @@ class DiffusionModel:
     def classes(self) -> list[str]:
         return list(self.extra["classes"])
 
-    def denoiser(self, guidance_scale: float = 1.0) -> DenoiserFn:
-        """ε_θ(x, t, y), optionally with classifier-free guidance (scale 1 is plain conditional)."""
-        return classifier_free_guidance(self.net, self.net.null_class, guidance_scale)
+    @property
+    def method(self) -> str:
+        return self.extra.get("method", "source")
+
+    def denoiser(self, guidance_scale: float = 1.0, transfer_scale: float | None = None) -> DenoiserFn:
+        """The model's ε function: classifier-free guidance (scale 1 = plain conditional), then the
+        transfer method's guidance with its stored scale unless `transfer_scale` overrides it."""
+        eps = classifier_free_guidance(self.net, self.net.null_class, guidance_scale)
+        scale = self.extra.get("guidance_scale", 1.0) if transfer_scale is None else transfer_scale
+        if self.reference is not None:
+            return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, guidance_scale), eps, scale)
+        return eps
 
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Undo the per-lead normalization: x · std + mean, as float32 [N, leads, T] in mV."""
         stats = self.extra["normalization"]
         mean, std = (np.asarray(stats[key], dtype=np.float32)[:, None] for key in ("mean", "std"))
         return (np.asarray(x, dtype=np.float32) * std + mean).astype(np.float32)
+
+
+def _frozen_unet(extra: dict, ema: dict, device: torch.device | str) -> UNet1D:
+    net = UNet1D(UNetConfig(**extra["unet"]))
+    net.load_state_dict(ema["weights"])
+    return net.to(device).eval().requires_grad_(False)
+
+
+def save_model_file(training_dir: Path, path: Path, **extra_updates) -> Path:
+    """Write what sampling needs (EMA weights + extra) from a training folder: best.pt, else checkpoint.pt."""
+    best = training_dir / "best.pt"
+    payload = load_checkpoint(best if best.is_file() else training_dir / "checkpoint.pt")
+    slim = {key: payload[key] for key in ("ema", "extra", "step", "train_config") if key in payload}
+    slim["extra"] = {**slim["extra"], **extra_updates}
+    save_checkpoint(path, slim)
+    return path
 
 
 def labels_for_mix(n: int, mix: dict[str, float], classes: list[str]) -> np.ndarray:

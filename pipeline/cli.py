@@ -11,8 +11,9 @@ from data.store import StoreError
 from models.checkpoint import CheckpointError
 from pipeline import stages
 from pipeline.diffusion_stages import sample_command, train_source_stage
-from pipeline.config import ConfigError, load_config
+from pipeline.config import TRANSFER_METHODS, ConfigError, load_config
 from pipeline.rundir import RunDir
+from pipeline.transfer_stage import transfer_stage
 
 USER_ERRORS = (ConfigError, RecordError, StoreError, FetchError, CheckpointError, FileNotFoundError)
 
@@ -35,19 +36,25 @@ def build_parser() -> argparse.ArgumentParser:
         ("simulate", _simulate, "write the config's simulated cohorts as WFDB records"),
         ("ingest", _ingest, "read the config's cohorts into labeled windows (simulating them first if needed)"),
         ("train-source", _train_source, "train the class-conditional source diffusion model (resumes if interrupted)"),
-        ("run", _run, "run every stage of the pipeline that exists so far: simulate, ingest, train-source"),
+        ("transfer", _transfer, "adapt the source model to the target cohort (TGDP or a baseline)"),
+        ("run", _run, "run every stage of the pipeline that exists so far: simulate, ingest, train-source, transfer"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         _add_config_arguments(command)
         command.set_defaults(handler=handler)
+        if name == "transfer":
+            command.add_argument("--method", action="append", choices=TRANSFER_METHODS, dest="methods",
+                                 help="method to run (repeatable; default: transfer.methods of the config)")
 
     sample = commands.add_parser("sample", help="generate labeled windows from a diffusion checkpoint")
-    sample.add_argument("--checkpoint", type=Path, required=True, help="checkpoint.pt of any trained or transferred model")
+    sample.add_argument("--checkpoint", type=Path, required=True, help="model.pt of the source model or of any transfer method (models/<name>/model.pt)")
     sample.add_argument("--n", type=int, required=True, help="number of windows")
     sample.add_argument("--class-mix", type=_class_mix, help="shares per class, e.g. N=0.5,S=0.25,V=0.25 (default: equal)")
     sample.add_argument("--sampler", choices=("dpmpp", "ddim", "ddpm"), default="dpmpp")
     sample.add_argument("--steps", type=int, default=25, help="sampling steps (10-50 for dpmpp/ddim)")
     sample.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
+    sample.add_argument("--transfer-scale", type=float,
+                        help="guidance scale w of a transferred model (TGDP, domain guidance); default: the one it was built with")
     sample.add_argument("--seed", type=int, default=0)
     sample.add_argument("--out", type=Path, required=True, help="output folder")
     sample.add_argument("--format", choices=("store", "npz", "wfdb", "csv"), default="store",
@@ -112,8 +119,13 @@ def _sample(args) -> None:
     sample_command(
         args.checkpoint, args.n, args.out, class_mix=args.class_mix, method=args.sampler, steps=args.steps,
         seed=args.seed, fmt=args.format, guidance_scale=args.guidance_scale, device=args.device,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size, transfer_scale=args.transfer_scale,
     )
+
+
+def _transfer(args) -> None:
+    config, run = _open(args)
+    transfer_stage(config, run, args.methods, force=args.force)
 
 
 def _run(args) -> None:
@@ -121,6 +133,7 @@ def _run(args) -> None:
     stages.simulate_stage(config, run, force=args.force)
     stages.ingest_stage(config, run, force=args.force)
     train_source_stage(config, run, force=args.force)
+    transfer_stage(config, run, force=args.force)
     print(f"run {config.name}: finished; artifacts in {run.path}")
 
 

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -125,9 +125,39 @@ class TrainingConfig(_Strict):
 class SourceModelConfig(_Strict):
     """The source diffusion model: a shipped pretrained checkpoint, or one trained here."""
 
-    pretrained: Path | None = Field(None, description="checkpoint to use instead of training (relative to the working directory)")
+    pretrained: Path | None = Field(None, description="checkpoint to use instead of training (relative to the working directory); '' trains anew")
     model: DiffusionModelConfig = DiffusionModelConfig()
     training: TrainingConfig = TrainingConfig()
+
+    @field_validator("pretrained", mode="before")
+    @classmethod
+    def _empty_means_none(cls, value):
+        return None if value == "" else value
+
+
+class FinetuneConfig(_Strict):
+    """Fine-tuning baselines: low learning rate, early stopped on the held-out target loss."""
+
+    steps: int = Field(2000, gt=0)
+    batch_size: int = Field(64, gt=0)
+    lr: float = Field(5e-5, gt=0)
+    warmup_steps: int = Field(50, ge=0)
+    val_every: int = Field(100, gt=0)
+    early_stopping_patience: int = Field(5, ge=0)
+    ema_decay: float = Field(0.995, ge=0, lt=1, description="short runs need a faster EMA")
+
+
+TRANSFER_METHODS = ("source_only", "target_only", "finetune", "finetune_partial", "domain_guidance", "tgdp")
+
+
+class TransferConfig(_Strict):
+    """The `transfer` stage: which methods to run and their settings."""
+
+    methods: list[Literal[TRANSFER_METHODS]] = ["tgdp", "finetune", "target_only"]
+    finetune: FinetuneConfig = FinetuneConfig()
+    target_only: TrainingConfig = TrainingConfig(steps=3000, warmup_steps=200, val_every=250, checkpoint_every=500,
+                                                 early_stopping_patience=6)
+    domain_guidance_scale: float = Field(1.5, description="w in ε_src + w (ε_ft − ε_src)")
 
 
 class Config(_Strict):
@@ -142,6 +172,7 @@ class Config(_Strict):
     source: CohortConfig
     target: CohortConfig
     source_model: SourceModelConfig = SourceModelConfig()
+    transfer: TransferConfig = TransferConfig()
 
     def cohorts(self) -> dict[str, CohortConfig]:
         return {"source": self.source, "target": self.target}

@@ -10,7 +10,7 @@ import torch
 
 from data.export import export_windows, write_synthetic_cohort
 from data.store import read_cohort
-from models.generate import DiffusionModel, generate, labels_for_mix
+from models.generate import DiffusionModel, generate, labels_for_mix, save_model_file
 from models.schedule import NoiseSchedule
 from models.training import TrainConfig, train_diffusion
 from models.unet import UNet1D, UNetConfig
@@ -32,13 +32,13 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
     """Train the class-conditional source model on the source train split, or adopt `pretrained`."""
     started = time.time()
     out_dir = run.path / "models" / "source"
-    checkpoint = out_dir / "checkpoint.pt"
+    checkpoint = out_dir / "model.pt"
     cohort_file = run.path / "cohorts" / "source" / "cohort.json"
     fingerprint = config.section_hash("seed", "device", "source_model", "windows") + fingerprint_files([cohort_file])
     if not force and run.is_current("train-source", fingerprint, [checkpoint]):
         print(f"train-source: up to date ({checkpoint})")
         return checkpoint
-    if force or _fingerprint_changed(out_dir, fingerprint):
+    if force or fingerprint_changed(out_dir, fingerprint):
         shutil.rmtree(out_dir, ignore_errors=True)  # an interrupted run of other settings: start over
     out_dir.mkdir(parents=True, exist_ok=True)
     (out_dir / "fingerprint.txt").write_text(fingerprint)
@@ -67,13 +67,15 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
         *tensors["train"], TrainConfig(**settings.training.model_dump(), seed=config.seed), out_dir,
         val_x=tensors["val"][0], val_y=tensors["val"][1], device=resolve_device(config.device), extra=extra,
     )
+    save_model_file(out_dir, checkpoint)
     print(f"train-source: {result.steps_done} steps, best validation loss {result.best_val_loss}, → {checkpoint}")
     run.record_stage("train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
                      steps=result.steps_done, best_val_loss=result.best_val_loss, stopped_early=result.stopped_early)
     return checkpoint
 
 
-def _fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
+def fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
+    """True when out_dir holds an (interrupted) run made with other inputs or settings."""
     marker = out_dir / "fingerprint.txt"
     return marker.is_file() and marker.read_text() != fingerprint
 
@@ -92,7 +94,7 @@ def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:
 
 def sample_command(
     checkpoint: Path, n: int, out: Path, *, class_mix: dict[str, float] | None, method: str, steps: int, seed: int,
-    fmt: str, guidance_scale: float, device: str, batch_size: int,
+    fmt: str, guidance_scale: float, device: str, batch_size: int, transfer_scale: float | None = None,
 ) -> None:
     """`ecg-tgdp sample`: n labeled windows in mV from a checkpoint, written as a cohort or exported."""
     model = DiffusionModel.load(checkpoint, resolve_device(device))
@@ -103,15 +105,16 @@ def sample_command(
         raise ConfigError(f"--class-mix: {error}") from None
     shape = (len(model.extra["leads"]), round(model.extra["fs_hz"] * model.extra["window_s"]))
     started = time.time()
-    normalized = generate(model.denoiser(guidance_scale), model.schedule, labels, shape, method=method, steps=steps,
+    normalized = generate(model.denoiser(guidance_scale, transfer_scale), model.schedule, labels, shape, method=method, steps=steps,
                           seed=seed, batch_size=batch_size, device=model.net_device, progress=True)
     windows = model.to_mv(normalized)
     seconds = time.time() - started
     description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
     description["sampler"] = {"method": method, "steps": steps, "seed": seed, "guidance_scale": guidance_scale,
+                              "transfer_method": model.method, "transfer_scale": transfer_scale,
                               "checkpoint": str(checkpoint), "seconds": round(seconds, 2)}
     if fmt == "store":
-        write_synthetic_cohort(out, windows, labels, classes=classes, description=description, method="synthetic")
+        write_synthetic_cohort(out, windows, labels, classes=classes, description=description, method=model.method)
         where = out
     else:
         where = export_windows(out, windows, [classes[i] for i in labels], fs_hz=model.extra["fs_hz"],

@@ -69,12 +69,14 @@ def versions() -> dict[str, str]:
 
 
 def fingerprint_files(folders: list[Path]) -> str:
-    """Cheap fingerprint of input folders or files: every file's name, size and modification time."""
+    """Cheap fingerprint of input folders or files: every file's relative name, size and modification time
+    (relative, so a run directory that is copied or moved keeps its cache)."""
     digest = hashlib.sha256()
     for folder in folders:
         folder = Path(folder)
         files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
         for file in files:
             stat = file.stat()
-            digest.update(f"{file}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            name = file.name if file == folder else file.relative_to(folder)
+            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
     return digest.hexdigest()[:16]

@@ -5,7 +5,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 import wfdb
+
+# Tiny models gain nothing from intra-op threads, and on a 2-core machine they oversubscribe
+# the cores next to ingest worker processes and other test processes.
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parents[1]
 PHYSIONET = REPO.parent / "shared" / "physionet"

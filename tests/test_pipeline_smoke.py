@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -26,6 +27,15 @@ TINY = [
     "source_model.training.val_every=3",
     "source_model.training.checkpoint_every=3",
     "source_model.training.log_every=3",
+    "transfer.methods=['source_only', 'finetune', 'finetune_partial', 'domain_guidance', 'target_only']",
+    "transfer.finetune.steps=4",
+    "transfer.finetune.batch_size=16",
+    "transfer.finetune.val_every=2",
+    "transfer.target_only.steps=4",
+    "transfer.target_only.batch_size=16",
+    "transfer.target_only.val_every=2",
+    "transfer.target_only.checkpoint_every=2",
+    "transfer.target_only.warmup_steps=1",
 ]
 
 
@@ -33,14 +43,27 @@ def run_cli(*args: str) -> int:
     return main([*args])
 
 
-@pytest.fixture
-def tiny_run(tmp_path):
-    run_dir = tmp_path / "run"
+def _run_args(run_dir) -> list[str]:
     args = ["run", str(REPO / "configs/quickstart.toml"), "--run-dir", str(run_dir)]
     for override in TINY:
         args += ["--set", override]
-    assert run_cli(*args) == 0
-    return run_dir, args
+    return args
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    """One tiny run of every stage, shared by the tests that only read it."""
+    run_dir = tmp_path_factory.mktemp("tiny") / "run"
+    assert run_cli(*_run_args(run_dir)) == 0
+    return run_dir, _run_args(run_dir)
+
+
+@pytest.fixture
+def own_run(tiny_run, tmp_path):
+    """A copy of the tiny run for tests that change it."""
+    run_dir = tmp_path / "run"
+    shutil.copytree(tiny_run[0], run_dir)
+    return run_dir, _run_args(run_dir)
 
 
 def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
@@ -53,7 +76,7 @@ def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
     assert target.meta.loc[target.meta.split == "train", "patient"].nunique() == 2
     assert (run_dir / "config.toml").is_file()
     manifest = json.loads((run_dir / "manifest.json").read_text())
-    assert {"simulate.source", "simulate.target", "ingest", "train-source"} <= set(manifest["stages"])
+    assert {"simulate.source", "simulate.target", "ingest", "train-source", "transfer.finetune"} <= set(manifest["stages"])
     log = (run_dir / "models/source/log.csv").read_text().splitlines()
     assert log[0].startswith("step,loss") and len(log) == 3
 
@@ -61,7 +84,7 @@ def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
 def test_sample_from_the_run_checkpoint_gives_a_cohort_in_mv(tiny_run, tmp_path):
     run_dir, _ = tiny_run
     out = tmp_path / "samples"
-    checkpoint = run_dir / "models/source/checkpoint.pt"
+    checkpoint = run_dir / "models/source/model.pt"
     assert run_cli("sample", "--checkpoint", str(checkpoint), "--n", "9", "--class-mix", "N=1,V=2", "--steps", "5",
                    "--out", str(out)) == 0
     samples = read_cohort(out)
@@ -70,9 +93,29 @@ def test_sample_from_the_run_checkpoint_gives_a_cohort_in_mv(tiny_run, tmp_path)
     assert samples.meta["synthetic"].all() and np.isfinite(samples.windows).all()
 
 
+@pytest.mark.parametrize("method", ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only"])
+def test_every_transfer_method_samples_through_the_cohort_loader(tiny_run, tmp_path, method):
+    run_dir, _ = tiny_run
+    out = tmp_path / method
+    assert run_cli("sample", "--checkpoint", str(run_dir / f"models/{method}/model.pt"), "--n", "4", "--steps", "3",
+                   "--out", str(out)) == 0
+    samples = read_cohort(out)
+    assert samples.windows.shape == (4, 1, 128) and set(samples.meta["record"]) == {method}
+
+
+def test_partial_finetune_changes_only_its_layers(tiny_run):
+    import torch
+
+    run_dir, _ = tiny_run
+    source = torch.load(run_dir / "models/source/model.pt", weights_only=True)["ema"]["weights"]
+    partial = torch.load(run_dir / "models/finetune_partial/model.pt", weights_only=True)["ema"]["weights"]
+    changed = {name.split(".")[0] for name in source if not torch.equal(source[name], partial[name])}
+    assert changed and changed <= {"stem", "out", "class_emb"}
+
+
 def test_pretrained_source_model_is_adopted_when_it_fits(tiny_run, tmp_path, capsys):
     run_dir, args = tiny_run
-    checkpoint = run_dir / "models/source/checkpoint.pt"
+    checkpoint = run_dir / "models/source/model.pt"
     second = [*args[:3], str(tmp_path / "second"), *args[4:], "--set", f"source_model.pretrained='{checkpoint}'"]
     assert run_cli(*second) == 0
     assert "using the pretrained model" in capsys.readouterr().out
@@ -81,8 +124,8 @@ def test_pretrained_source_model_is_adopted_when_it_fits(tiny_run, tmp_path, cap
     assert "has classes=['N', 'S', 'V'], the source cohort ['N', 'V']" in capsys.readouterr().err
 
 
-def test_second_run_is_cached_and_force_redoes_it(tiny_run, capsys):
-    run_dir, args = tiny_run
+def test_second_run_is_cached_and_force_redoes_it(own_run, capsys):
+    run_dir, args = own_run
     capsys.readouterr()
     assert run_cli(*args) == 0
     out = capsys.readouterr().out
@@ -91,8 +134,8 @@ def test_second_run_is_cached_and_force_redoes_it(tiny_run, capsys):
     assert "ingest source:" in capsys.readouterr().out
 
 
-def test_a_bad_record_among_good_ones_is_skipped_counted_and_listed(tiny_run, capsys):
-    run_dir, args = tiny_run
+def test_a_bad_record_among_good_ones_is_skipped_counted_and_listed(own_run, capsys):
+    run_dir, args = own_run
     bad = run_dir / "simulated/hospital_b/b001.dat"
     bad.write_bytes(bad.read_bytes()[:100])  # a truncated download
     capsys.readouterr()

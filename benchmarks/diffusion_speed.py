@@ -1,0 +1,133 @@
+"""Diffusion speed: training windows/s and sampled windows/s of the default U-Net, against a plain DDPM loop.
+
+    python benchmarks/diffusion_speed.py [--device cpu] [--out benchmarks/results/diffusion_speed.json]
+
+Single-lead 1 s windows at 128 Hz (1 × 128), 3 classes. Training: forward, backward and
+AdamW step at batch 64. Sampling: DPM-Solver++(2M) at 25 and 50 steps, and the reference
+measured in the same run: the same network driven by a plain 1000-step ancestral DDPM loop
+(Ho et al. 2020, Alg. 2). FLOPs per window come from torch.utils.flop_counter.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models.samplers import sample
+from models.schedule import NoiseSchedule
+from models.unet import UNet1D, UNetConfig
+
+SHAPE = (1, 128)
+
+
+def forward_flops(net: UNet1D) -> int:
+    """FLOPs of one forward pass for one window."""
+    x, t, y = torch.zeros(1, *SHAPE), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
+    with FlopCounterMode(display=False) as counter:
+        net(x, t, y)
+    return counter.get_total_flops()
+
+
+def training_rate(net: UNet1D, schedule: NoiseSchedule, device: torch.device, batch: int, steps: int) -> float:
+    """Training windows per second (ε-prediction loss, AdamW), after two warm-up steps."""
+    optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
+    x0 = torch.randn(batch, *SHAPE, device=device)
+    y = torch.randint(0, 3, (batch,), device=device)
+    for step in range(steps + 2):
+        if step == 2:
+            _sync(device)
+            started = time.perf_counter()
+        t = torch.randint(0, schedule.num_steps, (batch,), device=device)
+        eps = torch.randn_like(x0)
+        loss = torch.nn.functional.mse_loss(net(schedule.add_noise(x0, eps, t), t, y), eps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    _sync(device)
+    return batch * steps / (time.perf_counter() - started)
+
+
+@torch.no_grad()
+def plain_ddpm(net: UNet1D, schedule: NoiseSchedule, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """The reference: x_{t-1} = (x_t − β_t/σ_t ε)/√(1−β_t) + √β_t z over every one of the T steps."""
+    abar = schedule.alphas_cumprod.to(torch.float32)
+    betas = 1 - abar / torch.cat([torch.ones(1, dtype=abar.dtype), abar[:-1]])
+    x = torch.randn(len(y), *SHAPE, generator=generator).to(y.device)
+    for t in range(schedule.num_steps - 1, -1, -1):
+        eps = net(x, torch.full_like(y, t), y)
+        x = (x - betas[t] / (1 - abar[t]).sqrt() * eps) / (1 - betas[t]).sqrt()
+        if t > 0:
+            x = x + betas[t].sqrt() * torch.randn(x.shape, generator=generator).to(x.device)
+    return x
+
+
+def sampling_rate(run, batch: int, device: torch.device) -> float:
+    y = torch.randint(0, 3, (batch,), device=device)
+    _sync(device)
+    started = time.perf_counter()
+    run(y)
+    _sync(device)
+    return batch / (time.perf_counter() - started)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--train-batch", type=int, default=64)
+    parser.add_argument("--train-steps", type=int, default=30)
+    parser.add_argument("--sample-batch", type=int, default=128)
+    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/diffusion_speed.json"))
+    args = parser.parse_args()
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    net = UNet1D(UNetConfig(leads=1, num_classes=3)).to(device)
+    schedule = NoiseSchedule.cosine(1000)
+    flops = forward_flops(net.cpu())
+    net.to(device)
+
+    train = training_rate(net, schedule, device, args.train_batch, args.train_steps)
+    net.eval()
+    generator = torch.Generator().manual_seed(0)
+    rates = {
+        steps: sampling_rate(lambda y, s=steps: sample(net, schedule, (len(y), *SHAPE), y, method="dpmpp", steps=s,
+                                                       generator=generator, device=device), args.sample_batch, device)
+        for steps in (25, 50)
+    }
+    reference = sampling_rate(lambda y: plain_ddpm(net, schedule, y, generator), args.sample_batch, device)
+    report = {
+        "benchmark": "diffusion_speed",
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
+        "machine": platform.machine(),
+        "window": {"leads": SHAPE[0], "samples": SHAPE[1], "fs_hz": 128},
+        "parameters": sum(p.numel() for p in net.parameters()),
+        "forward_flops_per_window": flops,
+        "train_flops_per_window_approx": 3 * flops,
+        "train_batch": args.train_batch,
+        "train_windows_per_s": round(train, 1),
+        "sample_batch": args.sample_batch,
+        "sample_windows_per_s_dpmpp_25": round(rates[25], 1),
+        "sample_windows_per_s_dpmpp_50": round(rates[50], 1),
+        "reference_windows_per_s_ddpm_1000": round(reference, 3),
+        "speedup_dpmpp_25_vs_ddpm_1000": round(rates[25] / reference, 1),
+        "speedup_dpmpp_50_vs_ddpm_1000": round(rates[50] / reference, 1),
+    }
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(report, indent=2) + "\n")
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()

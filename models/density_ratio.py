@@ -1,0 +1,228 @@
+"""TGDP's density ratio r = q/p from a domain classifier, and the small conditioned network it shares.
+
+A classifier c(x, y) = P(target | x, y) trained with binary cross-entropy on source vs target windows
+is, at its optimum, c/(1 − c) = (n_t q(x, y)) / (n_s p(x, y)) for pools of n_s source and n_t target
+windows drawn in proportion, so r = exp(logit) · n_s/n_t; batches balanced between the domains drop
+the factor (TGDP §3, DESIGN §6.1). The classifier sees the label, so r is the joint ratio of (x, y);
+the label-prior part is constant in x and leaves ∇ log h unchanged. The time-dependent classifier
+c'(x_t, y, t) of the cycle regularizer is the same network with a time embedding, trained on noised
+windows (DESIGN §6.3).
+
+`ConditionedNet` is the one backbone of the domain classifiers and of the guidance network: a small
+conv net for windows [B, leads, T] or an MLP for vectors [B, D] (or [B, 1, D]), conditioned on the label
+and optionally on t by scale-shift (FiLM, as in the U-Net's residual blocks).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.schedule import NoiseSchedule
+from models.unet import timestep_embedding
+
+NET_KINDS = ("conv", "mlp")
+
+
+@dataclass(frozen=True)
+class NetConfig:
+    """Shape of a TGDP network (domain classifier or guidance network); saved with its weights."""
+
+    kind: str = "conv"  # "conv" for windows [B, leads, T]; "mlp" for vectors [B, D] or [B, C, L] flattened
+    in_dim: int = 1  # conv: leads (input channels); mlp: features per example after flattening (C·L)
+    num_classes: int = 3  # labels 0..num_classes-1 (no null class: TGDP ratios are per label)
+    width: int = 64  # channels (conv) or hidden units (mlp); also the embedding width
+    depth: int = 3  # conv stages (each halves T) or hidden MLP layers
+    time_conditioned: bool = False  # True for c'(x_t, y, t) and h_ψ(x_t, y, t); False for c(x_0, y)
+
+    def __post_init__(self) -> None:
+        if self.kind not in NET_KINDS:
+            raise ValueError(f"NetConfig.kind must be one of {NET_KINDS}, got {self.kind!r}")
+        if min(self.in_dim, self.num_classes, self.width, self.depth) < 1:
+            raise ValueError(f"NetConfig: in_dim, num_classes, width and depth must be >= 1, got {self}")
+        if self.kind == "conv" and self.width % 8:
+            raise ValueError(f"NetConfig: conv width must be divisible by 8 (GroupNorm groups), got {self.width}")
+
+
+class _FiLMBlock(nn.Module):
+    """layer(SiLU(norm(h))), then scale-shift by the (label + time) embedding (Perez et al. 2018; Dhariwal & Nichol 2021)."""
+
+    def __init__(self, layer: nn.Module, norm: nn.Module, width: int) -> None:
+        super().__init__()
+        self.norm, self.layer, self.emb = norm, layer, nn.Linear(width, 2 * width)
+
+    def forward(self, h: Tensor, emb: Tensor) -> Tensor:
+        """h [B, width] or [B, width, L], emb [B, width] → like h (L halved by a pooling layer)."""
+        h = self.layer(F.silu(self.norm(h)))
+        scale, shift = self.emb(F.silu(emb)).chunk(2, dim=1)
+        shape = (len(h), -1) + (1,) * (h.ndim - 2)
+        return h * (1 + scale.view(shape)) + shift.view(shape)
+
+
+class ConditionedNet(nn.Module):
+    """f(x, y[, t]) → one real number per example; x [B, leads, T] (conv) or [B, ...] flattened to in_dim (mlp)."""
+
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        self.config = config
+        w = config.width
+        self.label_emb = nn.Embedding(config.num_classes, w)
+        self.time_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w)) if config.time_conditioned else None
+        if config.kind == "conv":
+            self.stem = nn.Conv1d(config.in_dim, w, 7, padding=3)
+            self.blocks = nn.ModuleList(_FiLMBlock(
+                nn.Sequential(nn.Conv1d(w, w, 5, padding=2), nn.AvgPool1d(2, ceil_mode=True)), nn.GroupNorm(8, w), w)
+                for _ in range(config.depth))
+        else:
+            self.stem = nn.Linear(config.in_dim, w)
+            self.blocks = nn.ModuleList(_FiLMBlock(nn.Linear(w, w), nn.Identity(), w) for _ in range(config.depth))
+        self.head = nn.Linear(w, 1)
+
+    def forward(self, x: Tensor, y: Tensor, t: Tensor | None = None) -> Tensor:
+        """x as configured, labels y [B] long, timesteps t [B] (required iff time-conditioned) → [B]."""
+        if (t is None) == self.config.time_conditioned:
+            need = "needs timesteps t" if self.config.time_conditioned else "is not time-conditioned; pass no t"
+            raise ValueError(f"ConditionedNet {need}")
+        emb = self.label_emb(y)
+        if self.time_mlp is not None:
+            emb = emb + self.time_mlp(timestep_embedding(t, self.config.width))
+        h = self.stem(x if self.config.kind == "conv" else x.reshape(len(x), -1))
+        for block in self.blocks:
+            h = block(h, emb)
+        if h.ndim == 3:
+            h = h.mean(dim=-1)  # global average over time: any window length
+        return self.head(F.silu(h)).squeeze(1)
+
+
+class DomainClassifier(nn.Module):
+    """c(x_0, y) or, time-conditioned, c'(x_t, y, t) = P(target | ·) as a logit; remembers how it was trained.
+
+    The pool sizes and the balancing are buffers, so a checkpoint's state dict turns logits into ratios alone.
+    """
+
+    def __init__(self, config: NetConfig) -> None:
+        super().__init__()
+        self.net = ConditionedNet(config)
+        nn.init.zeros_(self.net.head.weight)  # starts at logit 0: r = prior factor everywhere
+        nn.init.zeros_(self.net.head.bias)
+        self.register_buffer("pool_sizes", torch.ones(2, dtype=torch.long))  # (n_source, n_target) it was trained on
+        self.register_buffer("balanced", torch.ones((), dtype=torch.bool))
+
+    @property
+    def config(self) -> NetConfig:
+        return self.net.config
+
+    def forward(self, x: Tensor, y: Tensor, t: Tensor | None = None) -> Tensor:
+        """Logit of P(target | x, y[, t]) [B]."""
+        return self.net(x, y, t)
+
+    def ratio(self, x: Tensor, y: Tensor, t: Tensor | None = None) -> Tensor:
+        """Unclipped r = c/(1 − c) · prior factor [B] (`ratio_from_logits`), no gradient."""
+        with torch.no_grad():
+            n_source, n_target = self.pool_sizes.tolist()
+            return ratio_from_logits(self(x, y, t), n_source, n_target, bool(self.balanced))
+
+
+def ratio_from_logits(logits: Tensor, n_source: int, n_target: int, balanced: bool) -> Tensor:
+    """r = c/(1 − c) · n_source/n_target = exp(logit) · n_s/n_t; no factor when the batches were balanced; logits [B] → [B].
+
+    The logit is log(c/(1 − c)); working in log space keeps r finite for any |logit| up to float range.
+    """
+    if min(n_source, n_target) < 1:
+        raise ValueError(f"pool sizes must be >= 1, got n_source={n_source}, n_target={n_target}")
+    log_prior = 0.0 if balanced else math.log(n_source / n_target)
+    return torch.exp(logits + log_prior)
+
+
+def clip_ratios(r: Tensor, r_min: float = 1e-3, r_max: float = 1e3) -> tuple[Tensor, float]:
+    """r clipped to [r_min, r_max] and the share of entries that were clipped (to be logged)."""
+    if not 0 < r_min < r_max:
+        raise ValueError(f"need 0 < r_min < r_max, got r_min={r_min}, r_max={r_max}")
+    clipped = (r < r_min) | (r > r_max)
+    return r.clamp(r_min, r_max), clipped.float().mean().item()
+
+
+def self_normalize(r: Tensor) -> Tensor:
+    """r / mean(r) over the source set, since E_p[q/p] = 1 (self-normalized importance weights); r [N] → [N]."""
+    mean = r.double().mean()
+    if not torch.isfinite(mean) or mean <= 0:
+        raise ValueError(f"cannot self-normalize ratios with mean {mean.item()}; clip them first")
+    return (r / mean).to(r.dtype)
+
+
+@dataclass
+class DomainTraining:
+    """How a domain classifier is trained (binary cross-entropy, AdamW)."""
+
+    steps: int = 2000
+    batch_size: int = 256
+    lr: float = 1e-3  # peak AdamW learning rate, cosine-decayed to lr · min_lr_ratio at `steps`
+    min_lr_ratio: float = 0.1  # a decayed rate averages out batch noise, which biases log r at the last step
+    weight_decay: float = 1e-4  # decoupled (AdamW)
+    balanced: bool = True  # half source, half target per batch: no n_s/n_t factor, and a small target is seen often
+    seed: int = 0  # batches, timesteps and noise all come from one generator seeded with this
+
+    def __post_init__(self) -> None:
+        if min(self.steps, self.batch_size) < 1 or self.lr <= 0 or self.weight_decay < 0 \
+                or not 0 <= self.min_lr_ratio <= 1:
+            raise ValueError(f"invalid {self}: steps and batch_size must be >= 1, lr > 0, weight_decay >= 0, "
+                             "min_lr_ratio in [0, 1]")
+
+
+def train_domain_classifier(
+    classifier: DomainClassifier, source_x: Tensor, source_y: Tensor, target_x: Tensor, target_y: Tensor,
+    settings: DomainTraining, *, schedule: NoiseSchedule | None = None, device: torch.device | str = "cpu",
+) -> DomainClassifier:
+    """Fit c(x_0, y), or with `schedule` the time-dependent c'(x_t, y, t), by BCE on source (0) vs target (1).
+
+    x [N, leads, T] or [N, D], y [N] long. For c' both domains are noised by x_t = α_t x_0 + σ_t ε with t
+    uniform on 0..T−1 and ε fresh each step, so source and target see the same distribution of t.
+    Returns the classifier in eval mode with its pool sizes and balancing recorded for `ratio`.
+    """
+    if (schedule is not None) != classifier.config.time_conditioned:
+        raise ValueError("pass a schedule exactly when the classifier is time-conditioned (c'(x_t, y, t))")
+    device = torch.device(device)
+    generator = torch.Generator().manual_seed(settings.seed)
+    x = torch.cat([source_x, target_x]).float()
+    y = torch.cat([source_y, target_y]).long()
+    domain = torch.cat([torch.zeros(len(source_x)), torch.ones(len(target_x))])
+    optimizer = torch.optim.AdamW(classifier.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    classifier.to(device).train()
+    for step in range(settings.steps):
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * cosine_lr_factor(step, settings.steps, settings.min_lr_ratio)
+        rows = _domain_batch(len(source_x), len(target_x), settings, generator)
+        x0, labels, targets = x[rows], y[rows], domain[rows]
+        t = None
+        if schedule is not None:
+            t = torch.randint(schedule.num_steps, (len(rows),), generator=generator)
+            x0 = schedule.add_noise(x0, torch.randn(x0.shape, generator=generator), t)
+            t = t.to(device)
+        logits = classifier(x0.to(device), labels.to(device), t)
+        loss = F.binary_cross_entropy_with_logits(logits, targets.to(device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+    classifier.pool_sizes.copy_(torch.tensor([len(source_x), len(target_x)]))
+    classifier.balanced.fill_(settings.balanced)
+    return classifier.eval()
+
+
+def cosine_lr_factor(step: int, steps: int, min_ratio: float) -> float:
+    """Learning-rate multiplier at update `step` (0-based) of `steps`: cosine from 1 down to min_ratio at the
+    last update (SGDR without restarts, Loshchilov & Hutter 2017 eq. 5)."""
+    progress = step / max(1, steps - 1)
+    return min_ratio + (1 - min_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def _domain_batch(n_source: int, n_target: int, settings: DomainTraining, generator: torch.Generator) -> Tensor:
+    """Row indices into cat(source, target): half from each domain when balanced, else uniform over the pool."""
+    if not settings.balanced:
+        return torch.randint(n_source + n_target, (settings.batch_size,), generator=generator)
+    half = settings.batch_size // 2
+    source_rows = torch.randint(n_source, (settings.batch_size - half,), generator=generator)
+    target_rows = n_source + torch.randint(n_target, (half,), generator=generator)
+    return torch.cat([source_rows, target_rows])

@@ -1,0 +1,226 @@
+"""Training TGDP's guidance network: the regression on r, the cycle and consistency regularizers, the loop.
+
+Loss terms (TGDP §3; DESIGN §6.2–6.4), with x_t = α_t x_0 + σ_t ε, t uniform on 0..T−1, ε ~ N(0, I):
+
+    guidance     E_{x_0,y ~ source} ‖h_ψ(x_t, y, t) − r(x_0, y)‖²                (regress r: E[log r] ≠ log E[r])
+    cycle        E_{x'_0,y ~ target} ‖h_ψ(x'_t, y, t) − c'/(1 − c')(x'_t, y, t) · prior‖²
+    consistency  E_{x'_0,y ~ target} ‖ε_θ(x'_t, y, t) − σ_t ∇_x log h_ψ(x'_t, y, t) − ε‖²  (per element)
+
+    total = guidance + η₁ · cycle + η₂ · consistency
+
+The source denoiser ε_θ stays frozen. The consistency term reaches ψ only through ∇_x log h_ψ, so that
+gradient is built with `create_graph=True` (the paper's code used False and ψ learned nothing from it); the
+paper's code also lacked the cycle term and fed h_ψ no label. Early stopping watches the consistency loss on
+held-out target windows: the one number that says whether the guided denoiser denoises target data.
+"""
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from models.density_ratio import DomainClassifier, clip_ratios, cosine_lr_factor
+from models.guidance import GuidanceNet, LogHFn, grad_log_h
+from models.samplers import DenoiserFn
+from models.schedule import NoiseSchedule
+
+LOG_KEYS = ("step", "guidance", "cycle", "consistency", "total", "cycle_clipped", "grad_norm", "val_consistency")
+
+
+@dataclass
+class GuidanceTraining:
+    """How h_ψ is trained (AdamW on the loss above); η = 0 switches a regularizer off (not computed, logged as 0)."""
+
+    steps: int = 5000
+    batch_size: int = 256  # source windows per step, and target windows per step when a regularizer is on
+    lr: float = 1e-3  # peak AdamW learning rate, cosine-decayed to lr · min_lr_ratio at `steps`
+    min_lr_ratio: float = 0.1  # a decayed rate averages out the batch noise of regressing on heavy-tailed r
+    weight_decay: float = 0.0  # decoupled (AdamW)
+    grad_clip: float = 1.0  # max global gradient norm (r reaches r_max, so single batches can be extreme); 0 disables
+    eta_cycle: float = 0.0  # η₁, weight of the cycle regularizer; needs target windows and c'(x_t, y, t)
+    eta_consistency: float = 0.0  # η₂, weight of the consistency regularizer; needs target windows
+    r_min: float = 1e-3  # c'/(1 − c') is clipped to [r_min, r_max] in the cycle term, as r is on the source set
+    r_max: float = 1e3
+    val_every: int = 100  # steps between held-out consistency losses (when validation windows are given)
+    patience: int = 10  # validations without improvement before stopping; 0 disables early stopping
+    seed: int = 0  # batches, t and ε come from one generator seeded with this; validation uses a fixed second one
+
+    def __post_init__(self) -> None:
+        rules = {
+            "steps, batch_size and val_every must be >= 1": min(self.steps, self.batch_size, self.val_every) >= 1,
+            "lr must be > 0": self.lr > 0,
+            "weight_decay, grad_clip, eta_cycle, eta_consistency, patience, seed must be >= 0":
+                min(self.weight_decay, self.grad_clip, self.eta_cycle, self.eta_consistency, self.patience,
+                    self.seed) >= 0,
+            "need 0 < r_min < r_max": 0 < self.r_min < self.r_max,
+            "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
+        }
+        broken = [rule for rule, holds in rules.items() if not holds]
+        if broken:
+            raise ValueError(f"invalid {self}: " + "; ".join(broken))
+
+
+@dataclass
+class GuidanceResult:
+    """How a `train_guidance` call ended; the network holds the weights of `best_step` when validation ran."""
+
+    log: list[dict[str, float]] = field(default_factory=list)  # one row per step, keys LOG_KEYS
+    best_step: int | None = None
+    best_val_consistency: float | None = None
+    stopped_early: bool = False
+
+
+def guidance_loss(net: GuidanceNet, schedule: NoiseSchedule, x0: Tensor, y: Tensor, r: Tensor, t: Tensor,
+                  eps: Tensor) -> Tensor:
+    """mean_b (h_ψ(x_t, y, t) − r(x_0, y))² on source windows x0 [B, ...] with their ratios r [B]."""
+    return F.mse_loss(net(schedule.add_noise(x0, eps, t), t, y), r)
+
+
+def cycle_loss(net: GuidanceNet, time_classifier: DomainClassifier, schedule: NoiseSchedule, x0: Tensor, y: Tensor,
+               t: Tensor, eps: Tensor, r_min: float, r_max: float) -> tuple[Tensor, float]:
+    """mean_b (h_ψ(x'_t, y, t) − clip(c'/(1 − c') · prior))² on target windows x0 [B, ...]; also the clip rate.
+
+    h must equal the noised-marginal ratio q_t/p_t, which the time-dependent classifier estimates directly.
+    """
+    x_t = schedule.add_noise(x0, eps, t)
+    ratio, clipped = clip_ratios(time_classifier.ratio(x_t, y, t), r_min, r_max)
+    return F.mse_loss(net(x_t, t, y), ratio), clipped
+
+
+def consistency_loss(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: NoiseSchedule, x0: Tensor, y: Tensor,
+                     t: Tensor, eps: Tensor) -> Tensor:
+    """Per-element mean of (ε_θ(x'_t) − σ_t ∇_x log h(x'_t) − ε)² on target windows x0 [B, ...] (DESIGN §6.4).
+
+    The guided ε of `models.guidance` at w = 1 must denoise target data. ε_θ does not depend on ψ, so it is
+    evaluated without a graph; ∇ log h is built with create_graph=True so the loss reaches ψ.
+    """
+    x_t = schedule.add_noise(x0, eps, t)
+    with torch.no_grad():
+        eps_source = eps_fn(x_t, t, y)
+    sigma = schedule.sigma(t).to(x_t).view((-1,) + (1,) * (x_t.ndim - 1))
+    guided = eps_source - sigma * grad_log_h(log_h_fn, x_t, t, y, create_graph=True)
+    return F.mse_loss(guided, eps)
+
+
+def validation_consistency(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: NoiseSchedule, x: Tensor, y: Tensor,
+                           batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> float:
+    """`consistency_loss` averaged over all windows x [N, ...]; t and ε from `generator`, so one seeded the
+    same way each time makes validations comparable."""
+    total = 0.0
+    for start in range(0, len(x), batch_size):
+        x0, labels = x[start:start + batch_size].float(), y[start:start + batch_size]
+        t = torch.randint(schedule.num_steps, (len(x0),), generator=generator)
+        eps = torch.randn(x0.shape, generator=generator)
+        x0, labels, t, eps = (v.to(device) for v in (x0, labels, t, eps))
+        total += consistency_loss(eps_fn, log_h_fn, schedule, x0, labels, t, eps).item() * len(x0)
+    return total / len(x)
+
+
+def train_guidance(
+    guidance_net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, source_x: Tensor, source_y: Tensor,
+    source_r: Tensor, settings: GuidanceTraining, *, target_x: Tensor | None = None, target_y: Tensor | None = None,
+    time_classifier: DomainClassifier | None = None, val_x: Tensor | None = None, val_y: Tensor | None = None,
+    device: torch.device | str = "cpu",
+) -> GuidanceResult:
+    """Fit h_ψ to source ratios source_r [N] (clipped or self-normalized by the caller) with the switched-on
+    regularizers on target_x/target_y; windows [N, leads, T] or vectors [N, D], labels [N] long.
+
+    eps_fn is the frozen source denoiser; an `nn.Module` passed as eps_fn is frozen in place (requires_grad
+    False, eval mode). With val_x/val_y (held-out target windows) the best held-out consistency loss is kept
+    and training stops after `patience` validations without improvement.
+    """
+    _check_inputs(settings, source_x, source_r, target_x, time_classifier, val_x, val_y)
+    device = torch.device(device)
+    if isinstance(eps_fn, nn.Module):
+        eps_fn.requires_grad_(False).eval()
+    guidance_net.to(device).train()
+    optimizer = torch.optim.AdamW(guidance_net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    generator = torch.Generator().manual_seed(settings.seed)
+    result, best_state, bad_validations = GuidanceResult(), None, 0
+    for step in range(1, settings.steps + 1):
+        losses = _loss_terms(guidance_net, eps_fn, schedule, (source_x, source_y, source_r), (target_x, target_y),
+                             time_classifier, settings, generator, device)
+        for group in optimizer.param_groups:
+            group["lr"] = settings.lr * cosine_lr_factor(step - 1, settings.steps, settings.min_lr_ratio)
+        row = _update(guidance_net, optimizer, losses, settings, step)
+        if val_x is not None and step % settings.val_every == 0:
+            validation = torch.Generator().manual_seed(settings.seed + 1)
+            row["val_consistency"] = validation_consistency(eps_fn, guidance_net.log_h, schedule, val_x, val_y,
+                                                            settings.batch_size, validation, device)
+            if result.best_val_consistency is None or row["val_consistency"] < result.best_val_consistency:
+                result.best_step, result.best_val_consistency = step, row["val_consistency"]
+                best_state, bad_validations = copy.deepcopy(guidance_net.state_dict()), 0
+            else:
+                bad_validations += 1
+        result.log.append(row)
+        if 0 < settings.patience <= bad_validations and step < settings.steps:
+            result.stopped_early = True
+            break
+    if best_state is not None:
+        guidance_net.load_state_dict(best_state)
+    guidance_net.eval()
+    return result
+
+
+def _loss_terms(net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, source: tuple, target: tuple,
+                time_classifier: DomainClassifier | None, settings: GuidanceTraining, generator: torch.Generator,
+                device: torch.device) -> dict[str, Tensor | float]:
+    """One batch's loss terms; a switched-off regularizer draws nothing from `generator` and is 0."""
+    source_x, source_y, source_r = source
+    rows = torch.randint(len(source_x), (settings.batch_size,), generator=generator)
+    x0, y, r, t, eps = _noised_batch(source_x, source_y, rows, schedule, generator, device, source_r)
+    terms: dict[str, Tensor | float] = {"guidance": guidance_loss(net, schedule, x0, y, r, t, eps),
+                                        "cycle": 0.0, "consistency": 0.0, "cycle_clipped": 0.0}
+    if settings.eta_cycle == 0 and settings.eta_consistency == 0:
+        return terms
+    target_x, target_y = target
+    rows = torch.randint(len(target_x), (settings.batch_size,), generator=generator)
+    # one target batch serves both regularizers: both ask h_ψ about the same noised target windows
+    x0, y, _, t, eps = _noised_batch(target_x, target_y, rows, schedule, generator, device)
+    if settings.eta_cycle > 0:
+        terms["cycle"], terms["cycle_clipped"] = cycle_loss(net, time_classifier, schedule, x0, y, t, eps,
+                                                            settings.r_min, settings.r_max)
+    if settings.eta_consistency > 0:
+        terms["consistency"] = consistency_loss(eps_fn, net.log_h, schedule, x0, y, t, eps)
+    return terms
+
+
+def _noised_batch(x: Tensor, y: Tensor, rows: Tensor, schedule: NoiseSchedule, generator: torch.Generator,
+                  device: torch.device, r: Tensor | None = None) -> tuple:
+    """(x_0, y, r or None, t, ε) for `rows`, on `device`; t uniform on 0..T−1, ε ~ N(0, I)."""
+    x0 = x[rows].float()
+    t = torch.randint(schedule.num_steps, (len(rows),), generator=generator)
+    eps = torch.randn(x0.shape, generator=generator)
+    ratio = None if r is None else r[rows].float().to(device)
+    return x0.to(device), y[rows].to(device), ratio, t.to(device), eps.to(device)
+
+
+def _update(net: GuidanceNet, optimizer: torch.optim.Optimizer, terms: dict, settings: GuidanceTraining,
+            step: int) -> dict[str, float]:
+    """One AdamW step on guidance + η₁ cycle + η₂ consistency; the log row of its terms."""
+    total = terms["guidance"] + settings.eta_cycle * terms["cycle"] + settings.eta_consistency * terms["consistency"]
+    optimizer.zero_grad(set_to_none=True)
+    total.backward()
+    grad_norm = nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip or math.inf).item()
+    row = {key: value.item() if isinstance(value, Tensor) else value for key, value in terms.items()}
+    row.update(step=step, total=total.item(), grad_norm=grad_norm, val_consistency=math.nan)
+    if not (math.isfinite(row["total"]) and math.isfinite(grad_norm)):
+        raise FloatingPointError(f"non-finite guidance loss {row} at step {step}; stopped before the update")
+    optimizer.step()
+    return {key: row[key] for key in LOG_KEYS}
+
+
+def _check_inputs(settings: GuidanceTraining, source_x: Tensor, source_r: Tensor, target_x: Tensor | None,
+                  time_classifier: DomainClassifier | None, val_x: Tensor | None, val_y: Tensor | None) -> None:
+    if source_r.shape != (len(source_x),):
+        raise ValueError(f"source_r must hold one ratio per source window [{len(source_x)}], got {tuple(source_r.shape)}")
+    if (settings.eta_cycle > 0 or settings.eta_consistency > 0) and target_x is None:
+        raise ValueError("eta_cycle > 0 or eta_consistency > 0 needs target_x and target_y")
+    if settings.eta_cycle > 0 and (time_classifier is None or not time_classifier.config.time_conditioned):
+        raise ValueError("eta_cycle > 0 needs a time-conditioned time_classifier c'(x_t, y, t)")
+    if (val_x is None) != (val_y is None):
+        raise ValueError("pass both val_x and val_y, or neither")

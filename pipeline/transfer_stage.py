@@ -1,0 +1,99 @@
+"""The `transfer` stage: adapt the source model to the target cohort with TGDP or a baseline."""
+from __future__ import annotations
+
+import shutil
+import time
+from pathlib import Path
+
+import torch
+
+from data.store import read_cohort
+from models.checkpoint import load_checkpoint, save_checkpoint
+from models.generate import save_model_file
+from models.schedule import NoiseSchedule
+from models.training import TrainConfig, train_diffusion
+from models.transfer import PARTIAL_FINETUNE_MODULES, freeze_except, trainable_copy
+from models.unet import UNet1D, UNetConfig
+from pipeline.config import Config, ConfigError
+from pipeline.diffusion_stages import fingerprint_changed, resolve_device
+from pipeline.rundir import RunDir, fingerprint_files
+
+
+def transfer_stage(config: Config, run: RunDir, methods: list[str] | None = None, force: bool = False) -> dict[str, Path]:
+    """Run each transfer method; return method → model.pt. Finished methods with unchanged inputs are skipped."""
+    return {method: _transfer(config, run, method, force) for method in methods or config.transfer.methods}
+
+
+def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
+    started = time.time()
+    source_file = run.path / "models" / "source" / "model.pt"
+    if not source_file.is_file():
+        raise ConfigError(f"{source_file}: no source model yet; run `ecg-tgdp train-source` first")
+    target_dir = run.path / "cohorts" / "target"
+    out_dir = run.path / "models" / method
+    model_file = out_dir / "model.pt"
+    fingerprint = config.section_hash("seed", "device", "transfer", "windows") + fingerprint_files(
+        [source_file, target_dir / "cohort.json"])
+    stage = f"transfer.{method}"
+    if not force and run.is_current(stage, fingerprint, [model_file]):
+        print(f"transfer {method}: up to date ({model_file})")
+        return model_file
+    if force or fingerprint_changed(out_dir, fingerprint):
+        shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fingerprint.txt").write_text(fingerprint)
+    source = load_checkpoint(source_file)
+    target = read_cohort(target_dir)
+    data = _target_tensors(target)
+    device = resolve_device(config.device)
+    extra = {**source["extra"], "method": method, "target": target.info["database"]}
+    if method == "source_only":
+        save_checkpoint(model_file, {**source, "extra": extra})
+    elif method in ("finetune", "finetune_partial", "target_only"):
+        _train_on_target(config, method, source, data, out_dir, device, extra)
+        save_model_file(out_dir, model_file, method=method)
+    elif method == "domain_guidance":
+        finetuned = load_checkpoint(_transfer(config, run, "finetune", force=False))
+        save_checkpoint(model_file, {"ema": finetuned["ema"], "reference_ema": source["ema"],
+                                     "extra": {**extra, "guidance_scale": config.transfer.domain_guidance_scale}})
+    else:
+        raise ConfigError(f"transfer method {method!r} is not available yet")
+    run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[model_file])
+    print(f"transfer {method}: → {model_file} ({time.time() - started:.0f} s)")
+    return model_file
+
+
+def _target_tensors(target) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Normalized target windows and labels of the train and val splits."""
+    tensors = {}
+    for split in ("train", "val"):
+        part = target.split(split)
+        if not len(part.meta):
+            raise ConfigError(f"target cohort has no {split} windows; check target.split")
+        tensors[split] = (torch.from_numpy(target.normalized(part.windows)),
+                          torch.from_numpy(part.meta["label_index"].to_numpy()))
+    return tensors
+
+
+def _train_on_target(config: Config, method: str, source: dict, data: dict, out_dir: Path, device, extra: dict) -> None:
+    """target_only: the source architecture from scratch; finetune(_partial): from the source EMA weights."""
+    if method == "target_only":
+        net = UNet1D(UNetConfig(**source["extra"]["unet"]))
+        settings = TrainConfig(**config.transfer.target_only.model_dump(), seed=config.seed)
+    else:
+        net = trainable_copy(source["ema"]["weights"], source["extra"]["unet"])
+        if method == "finetune_partial":
+            freeze_except(net, PARTIAL_FINETUNE_MODULES)
+        tune = config.transfer.finetune
+        settings = TrainConfig(
+            steps=tune.steps, batch_size=tune.batch_size, lr=tune.lr, warmup_steps=tune.warmup_steps,
+            val_every=tune.val_every, log_every=min(50, tune.val_every), checkpoint_every=tune.val_every,
+            early_stopping_patience=tune.early_stopping_patience, ema_decay=tune.ema_decay, class_balanced=True,
+            seed=config.seed,
+        )
+    train_diffusion(net, _schedule(source), *data["train"], settings, out_dir, val_x=data["val"][0],
+                    val_y=data["val"][1], device=device, extra=extra)
+
+
+def _schedule(source: dict) -> NoiseSchedule:
+    return NoiseSchedule.from_name(source["extra"]["schedule"]["kind"], source["extra"]["schedule"]["num_steps"])

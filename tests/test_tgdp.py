@@ -1,0 +1,260 @@
+"""Tests for TGDP's parts on 1-D Gaussians, where every ratio is closed form.
+
+Source p = N(0, 1), target q = N(1, 1): r(x_0) = q/p = exp(x_0 − 1/2). Under the variance-preserving
+kernel p_t = N(0, 1) and q_t = N(α_t, 1), so h(x_t, t) = E_p[r | x_t] = q_t/p_t = exp(α_t x_t − α_t²/2)
+and the exact source ε is E[ε | x_t] = σ_t x_t.
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from models.density_ratio import (
+    DomainClassifier,
+    DomainTraining,
+    NetConfig,
+    clip_ratios,
+    ratio_from_logits,
+    self_normalize,
+    train_domain_classifier,
+)
+from models.guidance import GuidanceNet, grad_log_h, guided_denoiser, guided_denoiser_from_log_h
+from models.schedule import NoiseSchedule
+from models.tgdp import GuidanceTraining, consistency_loss, train_guidance, validation_consistency
+from models.unet import UNet1D, UNetConfig
+
+SCHEDULE = NoiseSchedule.cosine()
+SHIFT = 1.0  # target mean; the source is N(0, 1)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_and_seeded_init():
+    """One CPU thread (tests share the machine with long runs) and seeded weight initialization (the global
+    generator), both restored afterwards so no other test sees a difference."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        yield
+    torch.set_num_threads(threads)
+
+
+def _seed(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _log_ratio(x: torch.Tensor, shift: float = SHIFT) -> torch.Tensor:
+    """log q/p for p = N(0, 1), q = N(shift, 1)."""
+    return shift * x - shift ** 2 / 2
+
+
+def _source_eps(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Exact ε of the source N(0, 1): σ_t x_t / (α_t² + σ_t²) = σ_t x_t."""
+    return SCHEDULE.sigma(t).view((-1,) + (1,) * (x.ndim - 1)) * x
+
+
+def _mlp(time_conditioned: bool, num_classes: int = 1, width: int = 32) -> NetConfig:
+    return NetConfig(kind="mlp", in_dim=1, num_classes=num_classes, width=width, depth=2,
+                     time_conditioned=time_conditioned)
+
+
+# --- density ratio ---------------------------------------------------------------------------------------------
+
+def test_ratio_from_a_calibrated_classifier_is_the_density_ratio():
+    x = torch.linspace(-3, 4, 71, dtype=torch.float64)
+    n_source, n_target = 5000, 200
+    truth = torch.exp(_log_ratio(x))
+    # a calibrated classifier on unbalanced pools outputs log(n_t q / (n_s p)); on balanced batches log(q / p)
+    unbalanced_logits = math.log(n_target / n_source) + _log_ratio(x)
+    torch.testing.assert_close(ratio_from_logits(unbalanced_logits, n_source, n_target, balanced=False), truth)
+    torch.testing.assert_close(ratio_from_logits(_log_ratio(x), n_source, n_target, balanced=True), truth)
+    # leaving out the prior factor would be off by n_s/n_t = 25
+    torch.testing.assert_close(ratio_from_logits(unbalanced_logits, n_source, n_target, balanced=True),
+                               truth * n_target / n_source)
+
+
+def test_clipping_reports_its_rate_and_self_normalizing_gives_mean_one():
+    r = torch.tensor([1e-5, 0.5, 1.0, 2.0, 1e4, float("inf")])
+    clipped, rate = clip_ratios(r, 1e-3, 1e3)
+    assert rate == pytest.approx(3 / 6)
+    assert clipped.tolist() == pytest.approx([1e-3, 0.5, 1.0, 2.0, 1e3, 1e3])
+    assert self_normalize(clipped).mean().item() == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="clip them first"):
+        self_normalize(r)
+
+
+@pytest.mark.parametrize("balanced", [True, False])
+def test_trained_domain_classifier_recovers_the_label_conditional_ratio(balanced):
+    """The target shifts to +1 for label 0 and to −1 for label 1, so a classifier blind to y would learn r ≈ 1."""
+    g = _seed()
+    n_source, n_target = 4000, 1000
+    source_y, target_y = torch.arange(n_source) % 2, torch.arange(n_target) % 2
+    source_x = torch.randn(n_source, 1, generator=g)
+    target_x = torch.randn(n_target, 1, generator=g) + (1 - 2 * target_y[:, None].float()) * SHIFT
+    classifier = train_domain_classifier(DomainClassifier(_mlp(False, num_classes=2)), source_x, source_y,
+                                         target_x, target_y, DomainTraining(steps=400, lr=1e-2, balanced=balanced))
+    x = torch.linspace(-1.5, 1.5, 31)[:, None]  # the bulk of the source
+    for label, shift in ((0, SHIFT), (1, -SHIFT)):
+        error = (classifier.ratio(x, torch.full((31,), label)).log() - _log_ratio(x[:, 0], shift)).abs()
+        # a label-blind r ≡ 1 would be off by 0.83 on average; the tails hold few target windows
+        assert error.mean() < 0.2 and error.max() < 0.5, (label, error)
+
+
+def test_time_dependent_classifier_recovers_the_noised_ratio():
+    """c'(x_t, y, t)/(1 − c') estimates q_t/p_t = exp(α_t x − α_t²/2), the cycle regularizer's target."""
+    g = _seed(1)
+    source_x, target_x = torch.randn(4000, 1, generator=g), torch.randn(4000, 1, generator=g) + SHIFT
+    labels = torch.zeros(4000, dtype=torch.long)
+    classifier = train_domain_classifier(DomainClassifier(_mlp(True)), source_x, labels, target_x, labels,
+                                         DomainTraining(steps=600, lr=1e-2), schedule=SCHEDULE)
+    x = torch.linspace(-1.5, 1.5, 31)[:, None]
+    for step in (100, 500, 900):
+        t = torch.full((31,), step)
+        alpha = SCHEDULE.alpha(t)[0].item()
+        error = (classifier.ratio(x, torch.zeros(31, dtype=torch.long), t).log() - _log_ratio(x[:, 0], alpha)).abs()
+        assert error.mean() < 0.2 and error.max() < 0.5, (step, error)
+
+
+# --- guidance network ------------------------------------------------------------------------------------------
+
+def test_guidance_net_trained_on_exact_ratios_matches_the_conditional_expectation():
+    """h_ψ → E_p[r(x_0) | x_t] = q_t/p_t; relative error < 25% over the central 80% of p_t at every t checked."""
+    x0 = torch.randn(20000, 1, generator=_seed(2))
+    net = GuidanceNet(_mlp(True))
+    result = train_guidance(net, _source_eps, SCHEDULE, x0, torch.zeros(20000, dtype=torch.long),
+                            torch.exp(_log_ratio(x0[:, 0])), GuidanceTraining(steps=800, lr=3e-3))
+    assert len(result.log) == 800
+    x = torch.linspace(-1.28, 1.28, 41)[:, None]  # p_t = N(0, 1): its 10% and 90% quantiles
+    for step in (0, 100, 300, 500, 700, 900):
+        t = torch.full((41,), step)
+        alpha = SCHEDULE.alpha(t)[0].item()
+        with torch.no_grad():
+            relative = net(x, t, torch.zeros(41, dtype=torch.long)) / torch.exp(_log_ratio(x[:, 0], alpha)) - 1
+        assert relative.abs().max() < 0.25, step
+
+
+def test_consistency_gradient_reaches_psi_only_with_create_graph():
+    net = GuidanceNet(_mlp(True))
+    torch.nn.init.normal_(net.net.head.weight, std=0.5, generator=_seed(3))  # a net with a non-constant h
+    g = _seed(4)
+    x0, t, eps = torch.randn(64, 1, generator=g) + SHIFT, torch.randint(1000, (64,), generator=g), torch.randn(64, 1, generator=g)
+    y = torch.zeros(64, dtype=torch.long)
+
+    loss = consistency_loss(_source_eps, net.log_h, SCHEDULE, x0, y, t, eps)
+    grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
+    assert sum(g.norm() for g in grads if g is not None) > 1e-3
+
+    # the paper's code: ∇ log h with create_graph=False is a constant to autograd, so ψ gets nothing
+    x_t = SCHEDULE.add_noise(x0, eps, t)
+    detached = grad_log_h(net.log_h, x_t, t, y, create_graph=False)
+    paper_loss = torch.nn.functional.mse_loss(_source_eps(x_t, t, y) - SCHEDULE.sigma(t)[:, None] * detached, eps)
+    assert not paper_loss.requires_grad
+    torch.testing.assert_close(paper_loss, loss.detach())  # same value, no gradient
+    with pytest.raises(RuntimeError, match="does not require grad"):
+        torch.autograd.grad(paper_loss, list(net.parameters()), allow_unused=True)
+
+
+def _regularized_run(settings: GuidanceTraining, with_target: bool) -> tuple[GuidanceNet, list[dict]]:
+    """20 steps on source N(0, 1) with exact ratios; target N(1, 1) and an untrained c' when `with_target`."""
+    g = _seed(5)
+    source_x, target_x = torch.randn(500, 1, generator=g), torch.randn(100, 1, generator=g) + SHIFT
+    labels = torch.zeros(500, dtype=torch.long)
+    torch.manual_seed(0)  # identical initial weights in every run (the fixture restores the global generator)
+    net, time_classifier = GuidanceNet(_mlp(True)), DomainClassifier(_mlp(True))
+    torch.nn.init.normal_(time_classifier.net.head.weight)  # c'/(1 − c') ≠ 1 = h_ψ at the start: cycle > 0
+    target = {"target_x": target_x, "target_y": labels[:100], "time_classifier": time_classifier} if with_target else {}
+    result = train_guidance(net, _source_eps, SCHEDULE, source_x, labels, torch.exp(_log_ratio(source_x[:, 0])),
+                            settings, **target)
+    return net, result.log
+
+
+def test_regularizers_switch_off_with_eta_zero():
+    steps = {"steps": 20, "lr": 1e-2}
+    off, off_log = _regularized_run(GuidanceTraining(**steps), with_target=True)
+    bare, _ = _regularized_run(GuidanceTraining(**steps), with_target=False)
+    assert all(row["cycle"] == 0.0 and row["consistency"] == 0.0 and row["total"] == row["guidance"] for row in off_log)
+    for a, b in zip(off.parameters(), bare.parameters()):  # target data given but unused: the very same run
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+    on, on_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5, eta_consistency=2.0), with_target=True)
+    assert all(row["cycle"] > 0 and row["consistency"] > 0 for row in on_log)
+    row = on_log[0]
+    assert row["total"] == pytest.approx(row["guidance"] + 0.5 * row["cycle"] + 2.0 * row["consistency"], rel=1e-6)
+    assert any(not torch.equal(a, b) for a, b in zip(on.parameters(), off.parameters()))
+
+    only_cycle, cycle_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5), with_target=True)
+    assert all(row["consistency"] == 0.0 and row["cycle"] > 0 for row in cycle_log)
+
+
+def test_regularizers_without_their_inputs_fail_loudly():
+    x, y = torch.randn(10, 1), torch.zeros(10, dtype=torch.long)
+    with pytest.raises(ValueError, match="needs target_x"):
+        train_guidance(GuidanceNet(_mlp(True)), _source_eps, SCHEDULE, x, y, torch.ones(10),
+                       GuidanceTraining(steps=1, eta_consistency=1.0))
+    with pytest.raises(ValueError, match="time_classifier"):
+        train_guidance(GuidanceNet(_mlp(True)), _source_eps, SCHEDULE, x, y, torch.ones(10),
+                       GuidanceTraining(steps=1, eta_cycle=1.0), target_x=x, target_y=y)
+
+
+def test_early_stopping_keeps_the_best_held_out_consistency():
+    g = _seed(6)
+    source_x, val_x = torch.randn(500, 1, generator=g), torch.randn(200, 1, generator=g) + SHIFT
+    labels = torch.zeros(500, dtype=torch.long)
+    net = GuidanceNet(_mlp(True))
+    result = train_guidance(net, _source_eps, SCHEDULE, source_x, labels, torch.exp(_log_ratio(source_x[:, 0])),
+                            GuidanceTraining(steps=60, lr=1e-2, val_every=5, patience=1),
+                            val_x=val_x, val_y=labels[:200])
+    validated = [row for row in result.log if not math.isnan(row["val_consistency"])]
+    assert [row["step"] for row in validated] == list(range(5, len(result.log) + 1, 5))
+    assert result.best_val_consistency == min(row["val_consistency"] for row in validated)
+    assert result.stopped_early and len(result.log) == result.best_step + 5 < 60  # one validation of patience
+    # the net holds the best weights: the same seeded validation gives the best value again
+    again = validation_consistency(_source_eps, net.log_h, SCHEDULE, val_x, labels[:200], 256, _seed(1))
+    assert again == pytest.approx(result.best_val_consistency, rel=1e-6)
+
+
+# --- guided denoiser -------------------------------------------------------------------------------------------
+
+def test_guided_denoiser_is_the_source_denoiser_at_scale_zero_or_constant_h():
+    g = _seed(7)
+    x, t, y = torch.randn(16, 1, generator=g), torch.randint(1000, (16,), generator=g), torch.zeros(16, dtype=torch.long)
+    assert guided_denoiser_from_log_h(_source_eps, lambda x, t, y: x.sum(1), SCHEDULE, 0.0) is _source_eps
+    constant = guided_denoiser_from_log_h(_source_eps, lambda x, t, y: torch.full((len(x),), 2.0), SCHEDULE, 1.0)
+    torch.testing.assert_close(constant(x, t, y), _source_eps(x, t, y))
+    fresh = guided_denoiser(_source_eps, GuidanceNet(_mlp(True)), SCHEDULE, 3.0)  # h ≡ 1 before training
+    torch.testing.assert_close(fresh(x, t, y), _source_eps(x, t, y))
+
+
+def test_guided_denoiser_subtracts_sigma_times_the_log_h_gradient():
+    """log h = a·x has gradient a, so ε̃ = ε − w σ_t a: minus sign, σ_t factor (the paper's code: plus, no σ_t)."""
+    g = _seed(8)
+    x, t, y = torch.randn(16, 1, generator=g), torch.randint(1000, (16,), generator=g), torch.zeros(16, dtype=torch.long)
+    guided = guided_denoiser_from_log_h(_source_eps, lambda x, t, y: 0.7 * x.sum(1), SCHEDULE, 2.0)
+    torch.testing.assert_close(guided(x, t, y), _source_eps(x, t, y) - 2.0 * SCHEDULE.sigma(t)[:, None] * 0.7)
+    with torch.no_grad():  # as inside a sampler
+        torch.testing.assert_close(guided(x, t, y), _source_eps(x, t, y) - 2.0 * SCHEDULE.sigma(t)[:, None] * 0.7)
+
+
+def test_conv_guidance_on_windows_end_to_end():
+    """Windows [N, leads, T] through conv nets and a frozen U-Net, both regularizers on, then guided sampling."""
+    from models.samplers import sample
+
+    g = _seed(9)
+    source_x, target_x = torch.randn(32, 2, 24, generator=g), torch.randn(16, 2, 24, generator=g) + 0.5
+    source_y, target_y = torch.arange(32) % 3, torch.arange(16) % 3
+    conv = NetConfig(kind="conv", in_dim=2, num_classes=3, width=16, depth=2, time_conditioned=True)
+    unet = UNet1D(UNetConfig(leads=2, num_classes=3, base_channels=8, channel_mults=(1, 2)))
+    time_classifier = train_domain_classifier(DomainClassifier(conv), source_x, source_y, target_x, target_y,
+                                              DomainTraining(steps=3, batch_size=8), schedule=SCHEDULE)
+    net = GuidanceNet(conv)
+    result = train_guidance(net, unet, SCHEDULE, source_x, source_y, torch.rand(32) + 0.5,
+                            GuidanceTraining(steps=3, batch_size=8, eta_cycle=1.0, eta_consistency=1.0),
+                            target_x=target_x, target_y=target_y, time_classifier=time_classifier,
+                            val_x=target_x, val_y=target_y)
+    assert not any(p.requires_grad for p in unet.parameters())  # ε_θ frozen
+    assert all(math.isfinite(value) for row in result.log for key, value in row.items() if key != "val_consistency")
+    windows = sample(guided_denoiser(unet, net, SCHEDULE, 1.0), SCHEDULE, (4, 2, 24), torch.tensor([0, 1, 2, 0]),
+                     method="dpmpp", steps=3, generator=_seed())
+    assert windows.shape == (4, 2, 24) and torch.isfinite(windows).all()

@@ -14,6 +14,8 @@ import torch
 from torch import Tensor
 
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from models.density_ratio import NetConfig
+from models.guidance import GuidanceNet, guided_denoiser
 from models.samplers import DenoiserFn, classifier_free_guidance, sample
 from models.schedule import NoiseSchedule
 from models.transfer import domain_guidance
@@ -30,6 +32,7 @@ class DiffusionModel:
     schedule: NoiseSchedule
     extra: dict
     reference: UNet1D | None = None  # domain guidance: the source network ε_src
+    guidance: GuidanceNet | None = None  # TGDP: h_ψ(x_t, y, t)
 
     @classmethod
     def load(cls, path: Path | str, device: torch.device | str = "cpu") -> DiffusionModel:
@@ -41,7 +44,12 @@ class DiffusionModel:
             raise CheckpointError(f"{path}: not a diffusion checkpoint (missing {missing or ['ema']})")
         schedule = NoiseSchedule.from_name(extra["schedule"]["kind"], extra["schedule"]["num_steps"])
         reference = _frozen_unet(extra, payload["reference_ema"], device) if "reference_ema" in payload else None
-        return cls(_frozen_unet(extra, payload["ema"], device), schedule, extra, reference)
+        guidance = None
+        if "guidance" in payload:
+            guidance = GuidanceNet(NetConfig(**payload["guidance"]["config"]))
+            guidance.load_state_dict(payload["guidance"]["weights"])
+            guidance = guidance.to(device).eval().requires_grad_(False)
+        return cls(_frozen_unet(extra, payload["ema"], device), schedule, extra, reference, guidance)
 
     @property
     def net_device(self) -> torch.device:
@@ -62,6 +70,8 @@ class DiffusionModel:
         scale = self.extra.get("guidance_scale", 1.0) if transfer_scale is None else transfer_scale
         if self.reference is not None:
             return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, guidance_scale), eps, scale)
+        if self.guidance is not None:
+            return guided_denoiser(eps, self.guidance, self.schedule, scale)
         return eps
 
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:

@@ -147,6 +147,27 @@ class FinetuneConfig(_Strict):
     ema_decay: float = Field(0.995, ge=0, lt=1, description="short runs need a faster EMA")
 
 
+class TGDPConfig(_Strict):
+    """TGDP (DESIGN §6): domain classifier, optional time-dependent classifier, guidance network."""
+
+    width: int = Field(64, gt=0, description="channels of the classifiers and the guidance network (multiple of 8)")
+    depth: int = Field(3, gt=0)
+    classifier_steps: int = Field(1500, gt=0)
+    classifier_batch_size: int = Field(256, gt=0)
+    classifier_lr: float = Field(1e-3, gt=0)
+    guidance_steps: int = Field(1500, gt=0)
+    guidance_batch_size: int = Field(128, gt=0)
+    guidance_lr: float = Field(1e-3, gt=0)
+    eta_cycle: float = Field(1.0, ge=0, description="η₁, weight of the cycle regularizer; 0 switches it off")
+    eta_consistency: float = Field(1.0, ge=0, description="η₂, weight of the consistency regularizer; 0 switches it off")
+    ratio_normalization: Literal["clip", "self_normalize"] = "clip"
+    r_min: float = Field(1e-3, gt=0)
+    r_max: float = Field(1e3, gt=0)
+    val_every: int = Field(100, gt=0)
+    patience: int = Field(5, ge=0, description="validations without improvement of the held-out consistency loss")
+    guidance_scale: float = Field(1.0, description="w in ε_θ − w σ_t ∇ log h_ψ (1 in theory)")
+
+
 TRANSFER_METHODS = ("source_only", "target_only", "finetune", "finetune_partial", "domain_guidance", "tgdp")
 
 
@@ -158,6 +179,7 @@ class TransferConfig(_Strict):
     target_only: TrainingConfig = TrainingConfig(steps=3000, warmup_steps=200, val_every=250, checkpoint_every=500,
                                                  early_stopping_patience=6)
     domain_guidance_scale: float = Field(1.5, description="w in ε_src + w (ε_ft − ε_src)")
+    tgdp: TGDPConfig = TGDPConfig()
 
 
 class Config(_Strict):

@@ -3,14 +3,19 @@ from __future__ import annotations
 
 import shutil
 import time
+from dataclasses import asdict, replace
 from pathlib import Path
 
+import pandas as pd
 import torch
 
 from data.store import read_cohort
 from models.checkpoint import load_checkpoint, save_checkpoint
+from models.density_ratio import DomainTraining
 from models.generate import save_model_file
 from models.schedule import NoiseSchedule
+from models.tgdp import GuidanceTraining
+from models.tgdp_transfer import TGDPSettings, fit_tgdp
 from models.training import TrainConfig, train_diffusion
 from models.transfer import PARTIAL_FINETUNE_MODULES, freeze_except, trainable_copy
 from models.unet import UNet1D, UNetConfig
@@ -57,7 +62,8 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
         save_checkpoint(model_file, {"ema": finetuned["ema"], "reference_ema": source["ema"],
                                      "extra": {**extra, "guidance_scale": config.transfer.domain_guidance_scale}})
     else:
-        raise ConfigError(f"transfer method {method!r} is not available yet")
+        source_train = read_cohort(run.path / "cohorts" / "source").split("train")
+        _fit_tgdp(config, source, source_train, data, model_file, device, extra)
     run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[model_file])
     print(f"transfer {method}: → {model_file} ({time.time() - started:.0f} s)")
     return model_file
@@ -93,6 +99,46 @@ def _train_on_target(config: Config, method: str, source: dict, data: dict, out_
         )
     train_diffusion(net, _schedule(source), *data["train"], settings, out_dir, val_x=data["val"][0],
                     val_y=data["val"][1], device=device, extra=extra)
+
+
+def _fit_tgdp(config: Config, source: dict, source_train, data: dict, model_file: Path, device, extra: dict) -> None:
+    """TGDP on the source train split vs the target train split; early stopped on the target val split."""
+    settings = config.transfer.tgdp
+    source_x = torch.from_numpy(source_train.normalized())
+    source_y = torch.from_numpy(source_train.meta["label_index"].to_numpy())
+    frozen = trainable_copy(source["ema"]["weights"], source["extra"]["unet"]).to(device).eval().requires_grad_(False)
+    fit = fit_tgdp(
+        frozen, _schedule(source), (source_x, source_y), data["train"], _tgdp_settings(config),
+        target_val=data["val"], num_classes=len(source["extra"]["classes"]), device=device,
+    )
+    _write_log(model_file.parent / "log.csv", fit.guidance.log)
+    save_checkpoint(model_file, {
+        "ema": source["ema"],
+        "guidance": {"config": asdict(fit.guidance_net.config), "weights": fit.guidance_net.state_dict()},
+        "extra": {**extra, "guidance_scale": settings.guidance_scale, "ratio_clipped_share": fit.ratio_clipped_share,
+                  "ratio_summary": fit.ratio_summary, "best_step": fit.guidance.best_step,
+                  "best_val_consistency": fit.guidance.best_val_consistency},
+    })
+    print(f"transfer tgdp: ratios clipped for {fit.ratio_clipped_share:.2%} of source windows; "
+          f"best held-out consistency {fit.guidance.best_val_consistency} at step {fit.guidance.best_step}")
+
+
+def _tgdp_settings(config: Config) -> TGDPSettings:
+    t = config.transfer.tgdp
+    domain = DomainTraining(steps=t.classifier_steps, batch_size=t.classifier_batch_size, lr=t.classifier_lr,
+                            seed=config.seed)
+    guidance = GuidanceTraining(
+        steps=t.guidance_steps, batch_size=t.guidance_batch_size, lr=t.guidance_lr, eta_cycle=t.eta_cycle,
+        eta_consistency=t.eta_consistency, r_min=t.r_min, r_max=t.r_max, val_every=t.val_every, patience=t.patience,
+        seed=config.seed,
+    )
+    return TGDPSettings(width=t.width, depth=t.depth, domain=domain, time_domain=replace(domain, seed=config.seed + 1),
+                        guidance=guidance, ratio_normalization=t.ratio_normalization)
+
+
+def _write_log(path: Path, rows: list[dict]) -> None:
+    """One row per guidance step, one column per loss term."""
+    pd.DataFrame(rows).to_csv(path, index=False)
 
 
 def _schedule(source: dict) -> NoiseSchedule:

@@ -27,7 +27,14 @@ TINY = [
     "source_model.training.val_every=3",
     "source_model.training.checkpoint_every=3",
     "source_model.training.log_every=3",
-    "transfer.methods=['source_only', 'finetune', 'finetune_partial', 'domain_guidance', 'target_only']",
+    "transfer.methods=['source_only', 'finetune', 'finetune_partial', 'domain_guidance', 'target_only', 'tgdp']",
+    "transfer.tgdp.width=8",
+    "transfer.tgdp.depth=2",
+    "transfer.tgdp.classifier_steps=3",
+    "transfer.tgdp.classifier_batch_size=16",
+    "transfer.tgdp.guidance_steps=4",
+    "transfer.tgdp.guidance_batch_size=8",
+    "transfer.tgdp.val_every=2",
     "transfer.finetune.steps=4",
     "transfer.finetune.batch_size=16",
     "transfer.finetune.val_every=2",
@@ -93,7 +100,7 @@ def test_sample_from_the_run_checkpoint_gives_a_cohort_in_mv(tiny_run, tmp_path)
     assert samples.meta["synthetic"].all() and np.isfinite(samples.windows).all()
 
 
-@pytest.mark.parametrize("method", ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only"])
+@pytest.mark.parametrize("method", ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only", "tgdp"])
 def test_every_transfer_method_samples_through_the_cohort_loader(tiny_run, tmp_path, method):
     run_dir, _ = tiny_run
     out = tmp_path / method
@@ -101,6 +108,19 @@ def test_every_transfer_method_samples_through_the_cohort_loader(tiny_run, tmp_p
                    "--out", str(out)) == 0
     samples = read_cohort(out)
     assert samples.windows.shape == (4, 1, 128) and set(samples.meta["record"]) == {method}
+
+
+def test_tgdp_logs_each_loss_term_and_stores_its_guidance(tiny_run):
+    import pandas as pd
+    import torch
+
+    run_dir, _ = tiny_run
+    log = pd.read_csv(run_dir / "models/tgdp/log.csv")
+    assert {"guidance", "cycle", "consistency", "total", "val_consistency"} <= set(log.columns)
+    assert (log["cycle"] > 0).all() and (log["consistency"] > 0).all()
+    payload = torch.load(run_dir / "models/tgdp/model.pt", weights_only=True)
+    assert payload["extra"]["method"] == "tgdp" and "weights" in payload["guidance"]
+    assert 0.0 <= payload["extra"]["ratio_clipped_share"] <= 1.0
 
 
 def test_partial_finetune_changes_only_its_layers(tiny_run):

@@ -75,3 +75,22 @@ def _imbalance(class_counts: np.ndarray, sizes: list[int], target: np.ndarray) -
         share = class_counts[bounds[k] : bounds[k + 1]].sum(axis=0) / totals
         cost += np.abs(share - target[k]).sum() + (share == 0).sum()
     return cost
+
+
+def labeled_budget(labels: Sequence[str], budget: int, seed: int) -> np.ndarray:
+    """Boolean mask [n] keeping `budget` windows in the class proportions of `labels` (at least one of
+    each class that has any), drawn with `seed`: a small labeled budget inside the train patients."""
+    labels = np.asarray(labels)
+    if budget >= len(labels):
+        return np.ones(len(labels), dtype=bool)
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(labels, return_counts=True)
+    quota = np.maximum(1, np.floor(budget * counts / counts.sum())).astype(int)
+    while quota.sum() > budget:  # the at-least-one floor overshot: take from the largest class
+        quota[quota.argmax()] -= 1
+    remainder = budget - quota.sum()
+    quota[np.argsort(-counts)[:remainder]] += 1
+    keep = np.zeros(len(labels), dtype=bool)
+    for name, n in zip(classes, np.minimum(quota, counts)):
+        keep[rng.choice(np.flatnonzero(labels == name), size=n, replace=False)] = True
+    return keep

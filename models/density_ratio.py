@@ -48,7 +48,7 @@ class NetConfig:
 
 
 class _FiLMBlock(nn.Module):
-    """layer(SiLU(norm(h))), then scale-shift by the (label + time) embedding (Perez et al. 2018; Dhariwal & Nichol 2021)."""
+    """layer(SiLU(norm(h))), then scale-shift by the label (+ time) embedding (FiLM, Perez et al. 2018)."""
 
     def __init__(self, layer: nn.Module, norm: nn.Module, width: int) -> None:
         super().__init__()
@@ -127,7 +127,7 @@ class DomainClassifier(nn.Module):
 
 
 def ratio_from_logits(logits: Tensor, n_source: int, n_target: int, balanced: bool) -> Tensor:
-    """r = c/(1 − c) · n_source/n_target = exp(logit) · n_s/n_t; no factor when the batches were balanced; logits [B] → [B].
+    """r = c/(1 − c) · n_source/n_target = exp(logit) · n_s/n_t [B] from logits [B]; no factor for balanced batches.
 
     The logit is log(c/(1 − c)); working in log space keeps r finite for any |logit| up to float range.
     """
@@ -153,6 +153,21 @@ def self_normalize(r: Tensor) -> Tensor:
     return (r / mean).to(r.dtype)
 
 
+@torch.no_grad()
+def source_ratios(classifier: DomainClassifier, x: Tensor, y: Tensor, *, r_min: float = 1e-3, r_max: float = 1e3,
+                  normalize: bool = False, batch_size: int = 1024,
+                  device: torch.device | str = "cpu") -> tuple[Tensor, float]:
+    """r(x_0, y) [N] on CPU for every source window x [N, ...], y [N], clipped to [r_min, r_max] and, with
+    `normalize`, self-normalized to mean 1; also the share clipped (log it: a high share means p and q barely
+    overlap and h will be learned from a few windows)."""
+    classifier.to(device).eval()
+    r = torch.cat([classifier.ratio(x[start:start + batch_size].float().to(device),
+                                    y[start:start + batch_size].to(device)).cpu()
+                   for start in range(0, len(x), batch_size)])
+    r, clipped = clip_ratios(r, r_min, r_max)
+    return (self_normalize(r) if normalize else r), clipped
+
+
 @dataclass
 class DomainTraining:
     """How a domain classifier is trained (binary cross-entropy, AdamW)."""
@@ -160,7 +175,7 @@ class DomainTraining:
     steps: int = 2000
     batch_size: int = 256
     lr: float = 1e-3  # peak AdamW learning rate, cosine-decayed to lr · min_lr_ratio at `steps`
-    min_lr_ratio: float = 0.1  # a decayed rate averages out batch noise, which biases log r at the last step
+    min_lr_ratio: float = 0.1  # a decayed rate averages out the batch noise that a constant one leaves in log r
     weight_decay: float = 1e-4  # decoupled (AdamW)
     balanced: bool = True  # half source, half target per batch: no n_s/n_t factor, and a small target is seen often
     seed: int = 0  # batches, timesteps and noise all come from one generator seeded with this

@@ -1,7 +1,7 @@
 """Closed forms for equal-weight Gaussian mixtures with covariance c·I: TGDP's correctness check.
 
-TGDP's simulation (Ouyang et al. 2024, Gaussian-mixture experiment; DESIGN §6) puts the source modes at ±(0.5, 0.5) and
-the target modes at ±(0.5, −0.5), covariance 0.1·I. Under the forward kernel x_t = α_t x_0 + σ_t ε a
+TGDP's simulation (Ouyang et al. 2024, Gaussian-mixture experiment; DESIGN §6) puts the source modes
+at ±(0.5, 0.5) and the target modes at ±(0.5, −0.5), covariance 0.1·I. Under the forward kernel x_t = α_t x_0 + σ_t ε a
 mixture stays a mixture: means α_t μ_k, covariance (α_t² c + σ_t²) I. So the exact source ε, the
 density ratio r = q/p and TGDP's guidance h(x_t, t) = E_p[r(x_0) | x_t] = q_t(x_t)/p_t(x_t) are all
 closed form, and a sampler driven by them must land on the target.
@@ -45,23 +45,23 @@ class GaussianMixture:
 
     def log_prob(self, x: Tensor) -> Tensor:
         """log p(x_0) for x [..., D] → [...]."""
-        one = torch.ones((), dtype=x.dtype, device=x.device)
+        one = torch.ones((), dtype=x.dtype, device=x.device)  # α = 1: the clean density
         return _mixture_log_prob(x, self.means.to(x), one, one * self.var)
 
     def log_prob_t(self, x: Tensor, t: Tensor, schedule: NoiseSchedule) -> Tensor:
-        """log p_t(x_t), the noised marginal N-mixture with means α_t μ_k and variance α_t² c + σ_t², x [B, ..., D] → [B, ...]."""
+        """log p_t(x_t): the mixture with means α_t μ_k and variance α_t² c + σ_t²; x [B, ..., D] → [B, ...]."""
         alpha, variance = self._noised(x, t, schedule)
         return _mixture_log_prob(x, self.means.to(x), alpha, variance)
 
     def score_t(self, x: Tensor, t: Tensor, schedule: NoiseSchedule) -> Tensor:
-        """∇_x log p_t(x_t) = Σ_k w_k(x_t) (α_t μ_k − x_t)/(α_t² c + σ_t²), w the component posteriors; [B, ..., D]."""
+        """∇_x log p_t(x_t) = Σ_k w_k(x_t) (α_t μ_k − x_t)/(α_t² c + σ_t²), w_k the component posteriors."""
         alpha, variance = self._noised(x, t, schedule)
         means = alpha[..., None, None] * self.means.to(x)  # [B, ..., K, D]
         weights = torch.softmax(_component_log_probs(x, self.means.to(x), alpha, variance), dim=-1)  # [B, ..., K]
         return ((weights[..., None] * means).sum(-2) - x) / variance[..., None]
 
     def eps_t(self, x: Tensor, t: Tensor, schedule: NoiseSchedule) -> Tensor:
-        """The exact ε-prediction E[ε | x_t] = −σ_t ∇ log p_t(x_t) (Song et al. 2021; Vincent 2011); [B, ..., D]."""
+        """The exact ε-prediction E[ε | x_t] = −σ_t ∇ log p_t(x_t) (Vincent 2011; Song et al. 2021); [B, ..., D]."""
         return -_per_row(schedule.sigma(t), x) * self.score_t(x, t, schedule)
 
     def _noised(self, x: Tensor, t: Tensor, schedule: NoiseSchedule) -> tuple[Tensor, Tensor]:
@@ -84,7 +84,7 @@ def density_ratio(source: GaussianMixture, target: GaussianMixture, x0: Tensor) 
 
 
 def log_h(source: GaussianMixture, target: GaussianMixture, x: Tensor, t: Tensor, schedule: NoiseSchedule) -> Tensor:
-    """log h(x_t, t) = log q_t(x_t) − log p_t(x_t), exact because E_p[q/p(x_0) | x_t] = q_t/p_t (DESIGN §6); [B, ...]."""
+    """log h(x_t, t) = log q_t(x_t) − log p_t(x_t) [B, ...], exact: E_p[q/p(x_0) | x_t] = q_t/p_t (DESIGN §6)."""
     return target.log_prob_t(x, t, schedule) - source.log_prob_t(x, t, schedule)
 
 
@@ -113,7 +113,7 @@ def target_mode_share(x: Tensor, source: GaussianMixture, target: GaussianMixtur
 
 
 def _component_log_probs(x: Tensor, means: Tensor, alpha: Tensor, variance: Tensor) -> Tensor:
-    """log N(x; α μ_k, v I) − log K for x [..., D], means [K, D], alpha and variance broadcastable to x[..., 0] → [..., K]."""
+    """log N(x; α μ_k, v I) − log K [..., K] for x [..., D], means [K, D]; alpha and variance broadcast to x[..., 0]."""
     dim, k = means.shape[1], means.shape[0]
     squared = ((x[..., None, :] - alpha[..., None, None] * means) ** 2).sum(-1)  # [..., K]
     variance = variance[..., None]

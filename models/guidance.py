@@ -91,6 +91,7 @@ def guided_denoiser_from_log_h(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: N
     return guided
 
 
-def guided_denoiser(eps_fn: DenoiserFn, guidance_net: GuidanceNet, schedule: NoiseSchedule, scale: float) -> DenoiserFn:
+def guided_denoiser(eps_fn: DenoiserFn, guidance_net: GuidanceNet, schedule: NoiseSchedule,
+                    scale: float) -> DenoiserFn:
     """The TGDP target denoiser: `eps_fn` guided by a trained h_ψ at scale w (1 in theory, swept in practice)."""
     return guided_denoiser_from_log_h(eps_fn, guidance_net.log_h, schedule, scale)

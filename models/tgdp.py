@@ -2,9 +2,9 @@
 
 Loss terms (TGDP §3; DESIGN §6.2–6.4), with x_t = α_t x_0 + σ_t ε, t uniform on 0..T−1, ε ~ N(0, I):
 
-    guidance     E_{x_0,y ~ source} ‖h_ψ(x_t, y, t) − r(x_0, y)‖²                (regress r: E[log r] ≠ log E[r])
+    guidance     E_{x_0,y ~ source} ‖h_ψ(x_t, y, t) − r(x_0, y)‖²        (regress r, as E[log r] ≠ log E[r])
     cycle        E_{x'_0,y ~ target} ‖h_ψ(x'_t, y, t) − c'/(1 − c')(x'_t, y, t) · prior‖²
-    consistency  E_{x'_0,y ~ target} ‖ε_θ(x'_t, y, t) − σ_t ∇_x log h_ψ(x'_t, y, t) − ε‖²  (per element)
+    consistency  E_{x'_0,y ~ target} ‖ε_θ(x'_t, y, t) − σ_t ∇_x log h_ψ(x'_t, y, t) − ε‖²  (element mean)
 
     total = guidance + η₁ · cycle + η₂ · consistency
 
@@ -40,14 +40,15 @@ class GuidanceTraining:
     lr: float = 1e-3  # peak AdamW learning rate, cosine-decayed to lr · min_lr_ratio at `steps`
     min_lr_ratio: float = 0.1  # a decayed rate averages out the batch noise of regressing on heavy-tailed r
     weight_decay: float = 0.0  # decoupled (AdamW)
-    grad_clip: float = 1.0  # max global gradient norm (r reaches r_max, so single batches can be extreme); 0 disables
+    grad_clip: float = 0.0  # max global gradient norm; 0 disables: clipping shrinks exactly the batches that
+    #                         carry the large ratios, which biases h low where the target lies (AdamW is scale-free)
     eta_cycle: float = 0.0  # η₁, weight of the cycle regularizer; needs target windows and c'(x_t, y, t)
     eta_consistency: float = 0.0  # η₂, weight of the consistency regularizer; needs target windows
     r_min: float = 1e-3  # c'/(1 − c') is clipped to [r_min, r_max] in the cycle term, as r is on the source set
     r_max: float = 1e3
     val_every: int = 100  # steps between held-out consistency losses (when validation windows are given)
     patience: int = 10  # validations without improvement before stopping; 0 disables early stopping
-    seed: int = 0  # batches, t and ε come from one generator seeded with this; validation uses a fixed second one
+    seed: int = 0  # batches, t and ε come from one generator seeded with this; validation from one seeded seed + 1
 
     def __post_init__(self) -> None:
         rules = {
@@ -138,6 +139,8 @@ def train_guidance(
     if isinstance(eps_fn, nn.Module):
         eps_fn.requires_grad_(False).eval()
     guidance_net.to(device).train()
+    if time_classifier is not None:
+        time_classifier.to(device).eval()
     optimizer = torch.optim.AdamW(guidance_net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     result, best_state, bad_validations = GuidanceResult(), None, 0
@@ -217,7 +220,8 @@ def _update(net: GuidanceNet, optimizer: torch.optim.Optimizer, terms: dict, set
 def _check_inputs(settings: GuidanceTraining, source_x: Tensor, source_r: Tensor, target_x: Tensor | None,
                   time_classifier: DomainClassifier | None, val_x: Tensor | None, val_y: Tensor | None) -> None:
     if source_r.shape != (len(source_x),):
-        raise ValueError(f"source_r must hold one ratio per source window [{len(source_x)}], got {tuple(source_r.shape)}")
+        raise ValueError(f"source_r must hold one ratio per source window [{len(source_x)}], "
+                         f"got {tuple(source_r.shape)}")
     if (settings.eta_cycle > 0 or settings.eta_consistency > 0) and target_x is None:
         raise ValueError("eta_cycle > 0 or eta_consistency > 0 needs target_x and target_y")
     if settings.eta_cycle > 0 and (time_classifier is None or not time_classifier.config.time_conditioned):

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 import torch
 from torch import Tensor
 
-from models.density_ratio import DomainClassifier, DomainTraining, NetConfig, clip_ratios, self_normalize, train_domain_classifier
+from models.density_ratio import DomainClassifier, DomainTraining, NetConfig, source_ratios, train_domain_classifier
 from models.guidance import GuidanceNet
 from models.samplers import DenoiserFn
 from models.schedule import NoiseSchedule
@@ -51,12 +51,11 @@ def fit_tgdp(
                     depth=settings.depth)
     classifier = train_domain_classifier(DomainClassifier(net), source_x, source_y, target_x, target_y,
                                          settings.domain, device=device)
-    r = _ratios(classifier, source_x, source_y, device)
-    r, clipped = clip_ratios(r, settings.guidance.r_min, settings.guidance.r_max)
-    if settings.ratio_normalization == "self_normalize":
-        r = self_normalize(r)
-    elif settings.ratio_normalization != "clip":
+    if settings.ratio_normalization not in ("clip", "self_normalize"):
         raise ValueError(f"ratio_normalization must be 'clip' or 'self_normalize', got {settings.ratio_normalization!r}")
+    r, clipped = source_ratios(classifier, source_x, source_y, r_min=settings.guidance.r_min,
+                               r_max=settings.guidance.r_max,
+                               normalize=settings.ratio_normalization == "self_normalize", device=device)
     time_classifier = None
     timed = replace(net, time_conditioned=True)
     if settings.guidance.eta_cycle > 0:
@@ -72,12 +71,3 @@ def fit_tgdp(
     )
     summary = {"mean": r.mean().item(), "median": r.median().item(), "max": r.max().item(), "min": r.min().item()}
     return TGDPFit(guidance_net.cpu(), clipped, summary, result)
-
-
-@torch.no_grad()
-def _ratios(classifier: DomainClassifier, x: Tensor, y: Tensor, device, batch_size: int = 4096) -> Tensor:
-    """r(x_0, y) [N] for every source window, in batches."""
-    classifier.to(device).eval()
-    parts = [classifier.ratio(x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)).cpu()
-             for i in range(0, len(x), batch_size)]
-    return torch.cat(parts)

@@ -60,6 +60,9 @@ class SplitConfig(_Strict):
 
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)
     train_patients: int | None = Field(None, gt=0, description="small-budget targets: exactly this many train patients")
+    train_budget: int | None = Field(
+        None, gt=0, description="keep this many labeled train windows (class-proportional); the rest become 'train_unused'"
+    )
     folds: dict[Literal["train", "val", "test"], list[int]] | None = Field(
         None, description="split by the `strat_fold` column instead (PTB-XL)"
     )

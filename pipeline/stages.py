@@ -9,7 +9,7 @@ import numpy as np
 from data import simulate
 from data.ingest import assemble, class_counts, normalization_stats
 from data.records import RecordError
-from data.splits import split_by_fold, split_patients
+from data.splits import labeled_budget, split_by_fold, split_patients
 from data.store import write_cohort
 from pipeline.cohorts import read_cohort_records
 from pipeline.config import CohortConfig, Config, ConfigError
@@ -108,17 +108,23 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
 
 
 def _assign_splits(config: Config, cohort: CohortConfig, meta) -> np.ndarray:
-    """Split names per window: by strat_fold when folds are configured, else by patient."""
+    """Split names per window: by strat_fold when folds are configured, else by patient; then the labeled budget."""
     if cohort.split.folds is not None:
-        return np.array(split_by_fold(meta["strat_fold"].tolist(), cohort.split.folds))
-    assignment = split_patients(
-        meta["patient"].tolist(),
-        meta["label"].tolist(),
-        fractions=cohort.split.fractions,
-        seed=config.seed,
-        n_train_patients=cohort.split.train_patients,
-    )
-    return meta["patient"].map(assignment).to_numpy()
+        splits = np.array(split_by_fold(meta["strat_fold"].tolist(), cohort.split.folds))
+    else:
+        assignment = split_patients(
+            meta["patient"].tolist(),
+            meta["label"].tolist(),
+            fractions=cohort.split.fractions,
+            seed=config.seed,
+            n_train_patients=cohort.split.train_patients,
+        )
+        splits = meta["patient"].map(assignment).to_numpy().astype(object)
+    if cohort.split.train_budget is not None:
+        train = np.flatnonzero(splits == "train")
+        keep = labeled_budget(meta["label"].to_numpy()[train], cohort.split.train_budget, config.seed)
+        splits[train[~keep]] = "train_unused"
+    return splits
 
 
 def _print_counts(name: str, info: dict) -> None:

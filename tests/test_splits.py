@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.splits import split_by_fold, split_patients
+from data.splits import labeled_budget, split_by_fold, split_patients
 
 
 def _cohort(n_patients=20, seed=0):
@@ -53,3 +53,12 @@ def test_folds_map_to_splits_and_unassigned_folds_fail():
     assert split_by_fold([1, 9, 10], {"train": [1], "val": [9], "test": [10]}) == ["train", "val", "test"]
     with pytest.raises(ValueError, match=r"strat_fold \[7\]"):
         split_by_fold([7], {"train": [1], "val": [9], "test": [10]})
+
+
+def test_labeled_budget_keeps_class_proportions_and_every_class():
+    labels = np.array(["N"] * 900 + ["V"] * 90 + ["S"] * 10)
+    keep = labeled_budget(labels, 50, seed=0)
+    kept = dict(zip(*np.unique(labels[keep], return_counts=True)))
+    assert keep.sum() == 50 and kept == {"N": 45, "V": 4, "S": 1}
+    assert not np.array_equal(keep, labeled_budget(labels, 50, seed=1))
+    assert labeled_budget(labels, 5000, seed=0).all()

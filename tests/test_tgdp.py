@@ -18,6 +18,7 @@ from models.density_ratio import (
     clip_ratios,
     ratio_from_logits,
     self_normalize,
+    source_ratios,
     train_domain_classifier,
 )
 from models.guidance import GuidanceNet, grad_log_h, guided_denoiser, guided_denoiser_from_log_h
@@ -55,6 +56,12 @@ def _source_eps(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tens
     return SCHEDULE.sigma(t).view((-1,) + (1,) * (x.ndim - 1)) * x
 
 
+def _batch(n: int, generator: torch.Generator) -> tuple[torch.Tensor, ...]:
+    """x [n, 1] ~ N(0, 1), t [n] uniform on 0..999, ε [n, 1] ~ N(0, 1), labels [n] all 0."""
+    x, t = torch.randn(n, 1, generator=generator), torch.randint(1000, (n,), generator=generator)
+    return x, t, torch.randn(n, 1, generator=generator), torch.zeros(n, dtype=torch.long)
+
+
 def _mlp(time_conditioned: bool, num_classes: int = 1, width: int = 32) -> NetConfig:
     return NetConfig(kind="mlp", in_dim=1, num_classes=num_classes, width=width, depth=2,
                      time_conditioned=time_conditioned)
@@ -85,11 +92,25 @@ def test_clipping_reports_its_rate_and_self_normalizing_gives_mean_one():
         self_normalize(r)
 
 
+def test_source_ratios_apply_the_recorded_prior_then_clip_or_normalize():
+    classifier = DomainClassifier(_mlp(False))  # untrained: logit 0 everywhere
+    classifier.pool_sizes.copy_(torch.tensor([1000, 10]))
+    classifier.balanced.fill_(False)
+    x, y = torch.randn(2500, 1, generator=_seed()), torch.zeros(2500, dtype=torch.long)
+    r, rate = source_ratios(classifier, x, y, batch_size=1000)  # three batches, the last one short
+    assert r.shape == (2500,) and rate == 0.0
+    torch.testing.assert_close(r, torch.full((2500,), 100.0))  # c/(1 − c) = 1 times n_s/n_t
+    r, rate = source_ratios(classifier, x, y, r_max=50.0)
+    assert rate == 1.0 and torch.all(r == 50.0)
+    r, rate = source_ratios(classifier, x, y, normalize=True)
+    assert rate == 0.0 and torch.allclose(r, torch.ones(2500))
+
+
 @pytest.mark.parametrize("balanced", [True, False])
 def test_trained_domain_classifier_recovers_the_label_conditional_ratio(balanced):
     """The target shifts to +1 for label 0 and to −1 for label 1, so a classifier blind to y would learn r ≈ 1."""
     g = _seed()
-    n_source, n_target = 4000, 1000
+    n_source, n_target = 8000, 4000
     source_y, target_y = torch.arange(n_source) % 2, torch.arange(n_target) % 2
     source_x = torch.randn(n_source, 1, generator=g)
     target_x = torch.randn(n_target, 1, generator=g) + (1 - 2 * target_y[:, None].float()) * SHIFT
@@ -97,9 +118,12 @@ def test_trained_domain_classifier_recovers_the_label_conditional_ratio(balanced
                                          target_x, target_y, DomainTraining(steps=400, lr=1e-2, balanced=balanced))
     x = torch.linspace(-1.5, 1.5, 31)[:, None]  # the bulk of the source
     for label, shift in ((0, SHIFT), (1, -SHIFT)):
-        error = (classifier.ratio(x, torch.full((31,), label)).log() - _log_ratio(x[:, 0], shift)).abs()
-        # a label-blind r ≡ 1 would be off by 0.83 on average; the tails hold few target windows
-        assert error.mean() < 0.2 and error.max() < 0.5, (label, error)
+        estimate = classifier.ratio(x, torch.full((31,), label)).log()
+        design = torch.stack([x[:, 0], torch.ones(31)], 1)
+        slope, intercept = torch.linalg.lstsq(design, estimate[:, None]).solution[:, 0]
+        # log r = ±x − 1/2; a label-blind classifier learns log cosh(x) − 1/2: slope 0, off by 0.77 on average
+        assert abs(slope - shift) < 0.3 and abs(intercept + 0.5) < 0.3, (label, slope, intercept)
+        assert (estimate - _log_ratio(x[:, 0], shift)).abs().mean() < 0.3, label
 
 
 def test_time_dependent_classifier_recovers_the_noised_ratio():
@@ -124,7 +148,7 @@ def test_guidance_net_trained_on_exact_ratios_matches_the_conditional_expectatio
     x0 = torch.randn(20000, 1, generator=_seed(2))
     net = GuidanceNet(_mlp(True))
     result = train_guidance(net, _source_eps, SCHEDULE, x0, torch.zeros(20000, dtype=torch.long),
-                            torch.exp(_log_ratio(x0[:, 0])), GuidanceTraining(steps=800, lr=3e-3))
+                            torch.exp(_log_ratio(x0[:, 0])), GuidanceTraining(steps=800, batch_size=512, lr=3e-3))
     assert len(result.log) == 800
     x = torch.linspace(-1.28, 1.28, 41)[:, None]  # p_t = N(0, 1): its 10% and 90% quantiles
     for step in (0, 100, 300, 500, 700, 900):
@@ -139,8 +163,8 @@ def test_consistency_gradient_reaches_psi_only_with_create_graph():
     net = GuidanceNet(_mlp(True))
     torch.nn.init.normal_(net.net.head.weight, std=0.5, generator=_seed(3))  # a net with a non-constant h
     g = _seed(4)
-    x0, t, eps = torch.randn(64, 1, generator=g) + SHIFT, torch.randint(1000, (64,), generator=g), torch.randn(64, 1, generator=g)
-    y = torch.zeros(64, dtype=torch.long)
+    x0, t, eps, y = _batch(64, g)
+    x0 = x0 + SHIFT  # target windows
 
     loss = consistency_loss(_source_eps, net.log_h, SCHEDULE, x0, y, t, eps)
     grads = torch.autograd.grad(loss, list(net.parameters()), allow_unused=True)
@@ -219,7 +243,7 @@ def test_early_stopping_keeps_the_best_held_out_consistency():
 
 def test_guided_denoiser_is_the_source_denoiser_at_scale_zero_or_constant_h():
     g = _seed(7)
-    x, t, y = torch.randn(16, 1, generator=g), torch.randint(1000, (16,), generator=g), torch.zeros(16, dtype=torch.long)
+    x, t, _, y = _batch(16, g)
     assert guided_denoiser_from_log_h(_source_eps, lambda x, t, y: x.sum(1), SCHEDULE, 0.0) is _source_eps
     constant = guided_denoiser_from_log_h(_source_eps, lambda x, t, y: torch.full((len(x),), 2.0), SCHEDULE, 1.0)
     torch.testing.assert_close(constant(x, t, y), _source_eps(x, t, y))
@@ -230,7 +254,7 @@ def test_guided_denoiser_is_the_source_denoiser_at_scale_zero_or_constant_h():
 def test_guided_denoiser_subtracts_sigma_times_the_log_h_gradient():
     """log h = a·x has gradient a, so ε̃ = ε − w σ_t a: minus sign, σ_t factor (the paper's code: plus, no σ_t)."""
     g = _seed(8)
-    x, t, y = torch.randn(16, 1, generator=g), torch.randint(1000, (16,), generator=g), torch.zeros(16, dtype=torch.long)
+    x, t, _, y = _batch(16, g)
     guided = guided_denoiser_from_log_h(_source_eps, lambda x, t, y: 0.7 * x.sum(1), SCHEDULE, 2.0)
     torch.testing.assert_close(guided(x, t, y), _source_eps(x, t, y) - 2.0 * SCHEDULE.sigma(t)[:, None] * 0.7)
     with torch.no_grad():  # as inside a sampler

@@ -117,7 +117,7 @@ def generate(
     labels: np.ndarray,
     shape: tuple[int, int],
     *,
-    method: str = "dpmpp",
+    method: str = "dpmpp_sde",
     steps: int = 25,
     seed: int = 0,
     batch_size: int = 256,

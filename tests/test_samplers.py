@@ -12,7 +12,10 @@ from models.samplers import (
     ddim_sample,
     ddpm_sample,
     dpmpp_sample,
+    dpmpp_sde_sample,
+    LOGSNR_START,
     sample,
+    start_timestep,
     timesteps,
 )
 from models.schedule import NoiseSchedule
@@ -46,6 +49,8 @@ CASES = [
     (dpmpp_sample, {"steps": 10}, 0.05),
     (dpmpp_sample, {"steps": 25}, 0.025),
     (dpmpp_sample, {"steps": 50}, 0.015),
+    (dpmpp_sde_sample, {"steps": 25}, 0.05),
+    (dpmpp_sde_sample, {"steps": 50}, 0.03),
 ]
 
 
@@ -65,7 +70,7 @@ def _gain_error(sampler, steps: int) -> float:
     x0 = sampler(lambda x, t, y: exact_eps(x, t, y, zero_mean), SCHEDULE, (1, 1, 1), torch.zeros(1, dtype=torch.long),
                  generator=_seed(), steps=steps)
     x_start = torch.randn((1, 1, 1), generator=_seed())  # the sampler's first draw
-    abar = SCHEDULE.alphas_cumprod[-1].item()
+    abar = SCHEDULE.alphas_cumprod[start_timestep(SCHEDULE)].item()
     return (x0 / x_start).item() / (SD / math.sqrt(abar * SD ** 2 + 1 - abar)) - 1
 
 
@@ -77,19 +82,39 @@ def test_ddim_is_first_order_and_dpmpp_second_order():
 
 
 @pytest.mark.parametrize("spacing", ["time", "logsnr"])
-@pytest.mark.parametrize("steps", [1, 2, 10, 25, 999, 1000])
+@pytest.mark.parametrize("steps", [1, 2, 10, 25, 995, 996])
 def test_timesteps_are_distinct_and_span_the_schedule(spacing, steps):
     ts = timesteps(SCHEDULE, steps, spacing)
-    assert len(ts) == steps and ts[0] == 999 and (steps == 1 or ts[-1] == 0)
+    assert len(ts) == steps and ts[0] == 995 and (steps == 1 or ts[-1] == 0)
     assert all(a > b for a, b in itertools.pairwise(ts))
 
 
 def test_timestep_golden_lists():
-    assert timesteps(SCHEDULE, 5) == [999, 749, 500, 250, 0]
-    assert timesteps(NoiseSchedule.linear(), 10, "logsnr") == [999, 881, 751, 596, 403, 198, 71, 22, 5, 0]
+    assert timesteps(SCHEDULE, 5) == [995, 746, 498, 249, 0]
+    assert timesteps(NoiseSchedule.linear(), 10, "logsnr") == [999, 886, 757, 603, 410, 202, 73, 22, 5, 0]
 
 
-@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp"])
+def test_samplers_start_where_the_log_snr_reaches_the_floor():
+    """Cosine: ᾱ_{T−1} ≈ 2e-9 after the β clip; starting there would divide any ε error by √ᾱ ≈ 5e-5."""
+    lam = lambda t: 0.5 * math.log(SCHEDULE.alphas_cumprod[t].item() / (1 - SCHEDULE.alphas_cumprod[t].item()))
+    first = start_timestep(SCHEDULE)
+    assert lam(first) >= LOGSNR_START > lam(first + 1)
+    assert start_timestep(NoiseSchedule.linear()) == 999
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp", "dpmpp_sde"])
+def test_a_small_denoiser_error_stays_small(method):
+    """ε off by 0.01 everywhere (a learned network is off by more at high noise) keeps samples near the data;
+    started at t = T−1 it would shift x̂_0 by 0.01 σ/α ≈ 200 on the first step."""
+    x = sample(lambda x, t, y: exact_eps(x, t, y) + 0.01, SCHEDULE, SHAPE, LABELS, method=method, steps=50,
+               generator=_seed())
+    for label in (0, 1):
+        values = x[LABELS == label]
+        assert abs(values.mean().item() - MU[label].item()) < 0.1
+        assert abs(values.std().item() / SD - 1) < 0.2
+
+
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp", "dpmpp_sde"])
 def test_same_seed_same_samples(method):
     eta = 1.0 if method == "ddim" else 0.0  # exercise the noise path of DDIM too
     draw = lambda seed: sample(exact_eps, SCHEDULE, (6, 1, 8), LABELS[:6], method=method, steps=10, eta=eta,
@@ -126,7 +151,7 @@ def test_bad_arguments_raise_naming_the_value():
         ddim_sample(exact_eps, SCHEDULE, (3, 1, 4), LABELS[:2], generator=_seed())
 
 
-@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp"])
+@pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp", "dpmpp_sde"])
 def test_denoiser_may_use_autograd_inside_a_sampler(method):
     """The TGDP wrapper's shape: ε̃ = ε − w σ_t ∇_x log h, the gradient taken under enable_grad on a detached x."""
     grads = []

@@ -9,10 +9,13 @@ from data.fetch import DATABASES, FetchError, fetch_database
 from data.records import RecordError
 from data.store import StoreError
 from models.checkpoint import CheckpointError
+from models.samplers import SAMPLERS
 from pipeline import stages
-from pipeline.diffusion_stages import sample_command, train_source_stage
 from pipeline.config import TRANSFER_METHODS, ConfigError, load_config
+from pipeline.diffusion_stages import sample_command, train_source_stage
+from pipeline.evaluate_stage import evaluate_stage
 from pipeline.rundir import RunDir
+from pipeline.sample_stage import sample_stage
 from pipeline.transfer_stage import transfer_stage
 
 USER_ERRORS = (ConfigError, RecordError, StoreError, FetchError, CheckpointError, FileNotFoundError)
@@ -37,11 +40,16 @@ def build_parser() -> argparse.ArgumentParser:
         ("ingest", _ingest, "read the config's cohorts into labeled windows (simulating them first if needed)"),
         ("train-source", _train_source, "train the class-conditional source diffusion model (resumes if interrupted)"),
         ("transfer", _transfer, "adapt the source model to the target cohort (TGDP or a baseline)"),
-        ("run", _run, "run every stage of the pipeline that exists so far: simulate, ingest, train-source, transfer"),
+        ("evaluate", _evaluate, "sample every transfer method, then write report/report.html with utility, fidelity and privacy"),
+        ("run", _run, "run every stage: simulate, ingest, train-source, transfer, sample, evaluate (cached stages are skipped)"),
     ):
         command = commands.add_parser(name, help=text, description=text)
         _add_config_arguments(command)
         command.set_defaults(handler=handler)
+        if name == "evaluate":
+            command.add_argument("--samples", type=Path, nargs="+", metavar="DIR",
+                                 help="evaluate these sample folders (cohort layout, e.g. from `ecg-tgdp sample`) "
+                                      "instead of sampling the config's transfer methods")
         if name == "transfer":
             command.add_argument("--method", action="append", choices=TRANSFER_METHODS, dest="methods",
                                  help="method to run (repeatable; default: transfer.methods of the config)")
@@ -50,8 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--checkpoint", type=Path, required=True, help="model.pt of the source model or of any transfer method (models/<name>/model.pt)")
     sample.add_argument("--n", type=int, required=True, help="number of windows")
     sample.add_argument("--class-mix", type=_class_mix, help="shares per class, e.g. N=0.5,S=0.25,V=0.25 (default: equal)")
-    sample.add_argument("--sampler", choices=("dpmpp", "ddim", "ddpm"), default="dpmpp")
-    sample.add_argument("--steps", type=int, default=25, help="sampling steps (10-50 for dpmpp/ddim)")
+    sample.add_argument("--sampler", choices=SAMPLERS, default="dpmpp_sde",
+                        help="dpmpp_sde (default): SDE-DPM-Solver++(2M); dpmpp: its ODE form; ddim; ddpm")
+    sample.add_argument("--steps", type=int, default=25, help="sampling steps (10-50 for dpmpp_sde/dpmpp/ddim)")
     sample.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
     sample.add_argument("--transfer-scale", type=float,
                         help="guidance scale w of a transferred model (TGDP, domain guidance); default: the one it was built with")
@@ -128,13 +137,22 @@ def _transfer(args) -> None:
     transfer_stage(config, run, args.methods, force=args.force)
 
 
+def _evaluate(args) -> None:
+    config, run = _open(args)
+    if not args.samples:
+        sample_stage(config, run, force=args.force)
+    evaluate_stage(config, run, args.samples, force=args.force)
+
+
 def _run(args) -> None:
     config, run = _open(args)
     stages.simulate_stage(config, run, force=args.force)
     stages.ingest_stage(config, run, force=args.force)
     train_source_stage(config, run, force=args.force)
     transfer_stage(config, run, force=args.force)
-    print(f"run {config.name}: finished; artifacts in {run.path}")
+    sample_stage(config, run, force=args.force)
+    report = evaluate_stage(config, run, force=args.force)
+    print(f"run {config.name}: finished; report: {report}")
 
 
 def main(argv: list[str] | None = None) -> int:

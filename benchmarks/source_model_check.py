@@ -5,8 +5,8 @@
 
 Trains the project's downstream 1D CNN on the real cohort's train split (early stopped on
 val), then classifies real test windows (reference) and generated windows of each class
-(DPM-Solver++, 25 steps). Writes check.json and beats.png (generated beats per class next
-to real ones) into --out; with --ship also copies model.pt (EMA weights + extra) and log.csv there, for the repository.
+(SDE-DPM-Solver++, 25 steps) at each classifier-free guidance scale (1 = plain conditional
+sampling). Writes check.json and beats.png (generated beats per class next to real ones) into --out; with --ship also copies model.pt (EMA weights + extra) and log.csv there, for the repository.
 """
 from __future__ import annotations
 
@@ -18,13 +18,18 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
 
-from data.store import read_cohort  # noqa: E402
-from models.classifier import ClassifierTraining, ECGClassifier, predict, train_classifier  # noqa: E402
-from models.generate import DiffusionModel, generate  # noqa: E402
+from data.store import read_cohort
+from models.classifier import (
+    ClassifierTraining,
+    ECGClassifier,
+    predict,
+    train_classifier,
+)
+from models.generate import DiffusionModel, generate
 
 
 def classifier_on_real(cohort, seed: int) -> ECGClassifier:
@@ -41,20 +46,23 @@ def per_class_agreement(probabilities: np.ndarray, labels: np.ndarray, classes: 
     return {name: round(float((predicted[labels == k] == k).mean()), 4) for k, name in enumerate(classes)}
 
 
-def beats_figure(real: dict[str, np.ndarray], generated: dict[str, np.ndarray], fs_hz: float, path: Path) -> None:
-    """One column per class: real beats (top) and generated beats (bottom), 30 examples and the mean."""
-    classes = list(real)
-    fig, axes = plt.subplots(2, len(classes), figsize=(4 * len(classes), 5.5), sharex=True, sharey="col")
-    t = np.arange(next(iter(real.values())).shape[-1]) / fs_hz
+def beats_figure(rows: dict[str, dict[str, np.ndarray]], fs_hz: float, path: Path) -> None:
+    """One column per class, one row per source (real first): 30 examples and the mean."""
+    classes = list(next(iter(rows.values())))
+    fig, axes = plt.subplots(len(rows), len(classes), figsize=(4 * len(classes), 2.75 * len(rows)), sharex=True,
+                             sharey="col", squeeze=False)
+    t = np.arange(next(iter(rows["real mitdb"].values())).shape[-1]) / fs_hz
     for col, name in enumerate(classes):
-        for row, (title, windows) in enumerate((("real mitdb", real[name]), ("generated", generated[name]))):
+        for row, (title, by_class) in enumerate(rows.items()):
+            windows = by_class[name]
             ax = axes[row, col]
             ax.plot(t, windows[:30, 0].T, color="tab:blue" if row == 0 else "tab:red", lw=0.5, alpha=0.35)
             ax.plot(t, windows[:, 0].mean(0), color="black", lw=1.5)
             ax.set_title(f"{name}: {title}")
-            ax.set_xlabel("s") if row == 1 else None
-        axes[0, col].set_ylabel("mV") if col == 0 else None
-        axes[1, col].set_ylabel("mV") if col == 0 else None
+            if row == len(rows) - 1:
+                ax.set_xlabel("s")
+            if col == 0:
+                ax.set_ylabel("mV")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -67,6 +75,8 @@ def main() -> None:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--n-per-class", type=int, default=500)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--guidance-scales", type=float, nargs="+", default=[1.0, 2.0],
+                        help="classifier-free guidance scales to check (1 = plain conditional sampling)")
     parser.add_argument("--ship", action="store_true", help="also write the slim EMA weights as model.pt")
     args = parser.parse_args()
     torch.manual_seed(args.seed)
@@ -77,26 +87,29 @@ def main() -> None:
     generator_model = DiffusionModel.load(args.checkpoint)
     labels = np.repeat(np.arange(len(classes)), args.n_per_class)
     shape = (len(cohort.info["leads"]), cohort.windows.shape[-1])
-    generated = generate(generator_model.denoiser(), generator_model.schedule, labels, shape, steps=25, seed=args.seed,
-                         progress=True)
-
     classifier = classifier_on_real(cohort, args.seed)
     test = cohort.split("test")
+    train = cohort.split("train")
+    rows = {"real mitdb": {name: train.windows[train.meta["label_index"].to_numpy() == k] for k, name in enumerate(classes)}}
+    agreement = {}
+    for scale in args.guidance_scales:
+        generated = generate(generator_model.denoiser(scale), generator_model.schedule, labels, shape, steps=25,
+                             seed=args.seed, progress=True)
+        agreement[f"guidance_scale_{scale:g}"] = per_class_agreement(predict(classifier, generated), labels, classes)
+        rows[f"generated, guidance {scale:g}"] = {name: generator_model.to_mv(generated[labels == k])
+                                                  for k, name in enumerate(classes)}
     report = {
         "checkpoint": str(args.checkpoint),
         "classes": classes,
         "n_generated_per_class": args.n_per_class,
-        "sampler": "dpmpp, 25 steps, no classifier-free guidance",
+        "sampler": "dpmpp_sde (SDE-DPM-Solver++(2M)), 25 steps; classifier-free guidance at each scale",
         "classifier": "ECGClassifier trained on the real train split, early stopped on val macro-F1",
         "real_test_sensitivity": per_class_agreement(predict(classifier, cohort.normalized(test.windows)),
                                                      test.meta["label_index"].to_numpy(), classes),
-        "generated_assigned_to_conditioned_class": per_class_agreement(predict(classifier, generated), labels, classes),
+        "generated_assigned_to_conditioned_class": agreement,
     }
     (args.out / "check.json").write_text(json.dumps(report, indent=2) + "\n")
-    train = cohort.split("train")
-    real = {name: train.windows[train.meta["label_index"].to_numpy() == k] for k, name in enumerate(classes)}
-    fake = {name: generator_model.to_mv(generated[labels == k]) for k, name in enumerate(classes)}
-    beats_figure(real, fake, cohort.info["fs_hz"], args.out / "beats.png")
+    beats_figure(rows, cohort.info["fs_hz"], args.out / "beats.png")
     if args.ship:
         shutil.copyfile(args.checkpoint, args.out / "model.pt")
         shutil.copyfile(args.checkpoint.parent / "log.csv", args.out / "log.csv")

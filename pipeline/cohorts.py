@@ -17,7 +17,7 @@ from pipeline.config import CohortConfig, Config, ConfigError
 
 def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc: str) -> ReadResult:
     """Read every record of a cohort with the reader its format needs."""
-    geometry = dict(fs_hz=config.windows.fs_hz, window_s=config.windows.window_s, band_hz=config.windows.band_hz)
+    geometry = {"fs_hz": config.windows.fs_hz, "window_s": config.windows.window_s, "band_hz": config.windows.band_hz}
     classes = config.windows.classes
     if cohort.format == "arrays":
         parts = read_array_windows(folder, fs_in_hz=cohort.fs_in_hz, leads=cohort.leads, **geometry)

@@ -7,7 +7,14 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -185,6 +192,25 @@ class TransferConfig(_Strict):
     tgdp: TGDPConfig = TGDPConfig()
 
 
+class EvaluationConfig(_Strict):
+    """The `sample` and `evaluate` stages (DESIGN §7)."""
+
+    samples_per_class: int = Field(500, gt=0, description="synthetic windows per class, the same for every method")
+    sampler: Literal["dpmpp_sde", "dpmpp", "ddim", "ddpm"] = "dpmpp_sde"
+    sampling_steps: int = Field(25, gt=0)
+    seeds: list[int] = Field([0, 1, 2], min_length=1, description="downstream classifier seeds per arm")
+    classifier_epochs: int = Field(15, gt=0)
+    classifier_steps_per_epoch: int = Field(100, gt=0)
+    classifier_batch_size: int = Field(128, gt=0)
+    classifier_patience: int = Field(4, ge=1, description="epochs without a better validation macro-F1")
+    bootstrap: int = Field(200, gt=0, description="resamples of the test patients")
+    memorization_percentile: float = Field(5.0, gt=0, lt=100)
+
+    def sampling(self) -> dict:
+        """The settings that decide the synthetic windows (the sample stage's cache key)."""
+        return self.model_dump(include={"samples_per_class", "sampler", "sampling_steps"})
+
+
 class Config(_Strict):
     """One run: the cohorts and every stage's settings."""
 
@@ -198,6 +224,7 @@ class Config(_Strict):
     target: CohortConfig
     source_model: SourceModelConfig = SourceModelConfig()
     transfer: TransferConfig = TransferConfig()
+    evaluation: EvaluationConfig = EvaluationConfig()
 
     def cohorts(self) -> dict[str, CohortConfig]:
         return {"source": self.source, "target": self.target}

@@ -1,4 +1,4 @@
-"""End to end on a tiny quickstart: `ecg-tgdp run` simulates and ingests; caching; bad records; errors."""
+"""End to end on a tiny quickstart: `ecg-tgdp run` through every stage; caching; bad records; errors."""
 from __future__ import annotations
 
 import json
@@ -43,6 +43,13 @@ TINY = [
     "transfer.target_only.val_every=2",
     "transfer.target_only.checkpoint_every=2",
     "transfer.target_only.warmup_steps=1",
+    "evaluation.samples_per_class=12",
+    "evaluation.sampling_steps=4",
+    "evaluation.seeds=[0, 1]",
+    "evaluation.classifier_epochs=2",
+    "evaluation.classifier_steps_per_epoch=3",
+    "evaluation.classifier_batch_size=16",
+    "evaluation.bootstrap=10",
 ]
 
 
@@ -86,6 +93,24 @@ def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
     assert {"simulate.source", "simulate.target", "ingest", "train-source", "transfer.finetune"} <= set(manifest["stages"])
     log = (run_dir / "models/source/log.csv").read_text().splitlines()
     assert log[0].startswith("step,loss") and len(log) == 3
+
+
+def test_run_samples_every_method_and_writes_the_report(tiny_run):
+    run_dir, _ = tiny_run
+    methods = ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only", "tgdp"]
+    for method in methods:
+        samples = read_cohort(run_dir / "samples" / method)
+        assert samples.meta["label"].value_counts().to_dict() == {"N": 12, "S": 12, "V": 12}
+    report = run_dir / "report"
+    metrics = json.loads((report / "metrics.json").read_text())
+    arms = set(metrics["utility"]["table"])
+    assert {"target_real", "source_real", "source_real+target_real"} <= arms
+    assert {f"target_real+synthetic:{m}" for m in methods} | {f"synthetic_only:{m}" for m in methods} <= arms
+    assert {row["method"] for row in metrics["privacy"]} == {"real:target_val", *methods}
+    assert {(row["method"], row["class"]) for row in metrics["fidelity"]} >= {("tgdp", c) for c in ("N", "S", "V", "all")}
+    html = (report / "report.html").read_text()
+    assert html.count("data:image/png;base64,") == 3 and "Downstream utility" in html
+    assert {"utility.csv", "fidelity.csv", "privacy.csv"} <= {p.name for p in report.iterdir()}
 
 
 def test_sample_from_the_run_checkpoint_gives_a_cohort_in_mv(tiny_run, tmp_path):
@@ -150,6 +175,7 @@ def test_second_run_is_cached_and_force_redoes_it(own_run, capsys):
     assert run_cli(*args) == 0
     out = capsys.readouterr().out
     assert "ingest: up to date" in out and "simulate source: up to date" in out
+    assert "sample tgdp: up to date" in out and "evaluate: up to date" in out
     assert run_cli(*args, "--force") == 0
     assert "ingest source:" in capsys.readouterr().out
 

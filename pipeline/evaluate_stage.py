@@ -1,0 +1,166 @@
+"""The `evaluate` stage: utility, fidelity and privacy of every method's samples, and the report (DESIGN §7).
+
+Reads cohorts/source, cohorts/target and samples/<method> (or folders given with
+`--samples`), and writes report/{metrics.json, utility.csv, fidelity.csv, privacy.csv,
+report.html, figures/}. Every statistic is against real **target** windows: the test
+split (patients no model or classifier trained on) for utility and fidelity, the train
+split as the set a generator might copy for privacy.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from data.store import Cohort, read_cohort
+from evaluation import figures
+from evaluation.fidelity import fidelity_per_class, train_encoder
+from evaluation.privacy import memorization
+from evaluation.report import Section, write_report
+from evaluation.utility import build_arms, class_indices, run_utility
+from models.classifier import ClassifierTraining
+from pipeline.config import Config, ConfigError
+from pipeline.diffusion_stages import resolve_device
+from pipeline.rundir import RunDir, fingerprint_files
+
+REFERENCE = "real:target_val"  # held-out real target patients scored like a generator: the best a method can hope for
+SUMMARY_METRICS = ("macro_f1", "balanced_accuracy", "macro_auroc")
+
+
+def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None = None, force: bool = False) -> Path:
+    """Evaluate the samples of `transfer.methods` (or `sample_dirs`); return the path of report.html."""
+    started = time.time()
+    cohort_dirs = [run.path / "cohorts" / name for name in ("source", "target")]
+    sample_dirs = sample_dirs or [run.path / "samples" / method for method in config.transfer.methods]
+    report = run.path / "report" / "report.html"
+    key = json.dumps({"seed": config.seed, "evaluation": config.evaluation.model_dump(mode="json")}, sort_keys=True)
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files(
+        [d / "cohort.json" for d in cohort_dirs + sample_dirs])
+    if not force and run.is_current("evaluate", fingerprint, [report]):
+        print(f"evaluate: up to date ({report})")
+        return report
+    source, target = (read_cohort(d, mmap=False) for d in cohort_dirs)
+    synthetic = {_method_name(d): _checked_samples(d, target) for d in sample_dirs}
+    evaluation = _evaluate(config, source, target, synthetic)
+    write_report(run.path / "report", title=f"ecg-tgdp evaluation: {config.name}", **evaluation)
+    run.record_stage("evaluate", fingerprint=fingerprint, started=started, outputs=[report])
+    _print_summary(evaluation["tables"]["utility"])
+    print(f"evaluate: report → {report} ({time.time() - started:.0f} s)")
+    return report
+
+
+def _method_name(folder: Path) -> str:
+    info = json.loads((folder / "cohort.json").read_text()) if (folder / "cohort.json").is_file() else {}
+    return str(info.get("name") or folder.name)
+
+
+def _checked_samples(folder: Path, target: Cohort) -> Cohort:
+    """A samples folder whose windows have the target's geometry and classes."""
+    samples = read_cohort(folder, mmap=False)
+    for key in ("fs_hz", "window_s", "leads"):
+        if samples.info[key] != target.info[key]:
+            raise ConfigError(f"{folder}: samples have {key}={samples.info[key]!r}, the target cohort {target.info[key]!r}")
+    class_indices(samples.meta["label"], target.classes, str(folder))  # fails on a class the target lacks
+    return samples
+
+
+def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[str, Cohort]) -> dict:
+    settings = config.evaluation
+    classes, fs_hz = target.classes, float(target.info["fs_hz"])
+    train, val, test = (target.split(name) for name in ("train", "val", "test"))
+    device = resolve_device(config.device)
+    classifier = ClassifierTraining(epochs=settings.classifier_epochs, steps_per_epoch=settings.classifier_steps_per_epoch,
+                                    batch_size=settings.classifier_batch_size, patience=settings.classifier_patience)
+    # 1. utility: one classifier per arm and seed, tested on held-out target patients
+    arms = build_arms(source, target, {m: (s.windows, s.meta["label"].tolist()) for m, s in synthetic.items()})
+    utility = run_utility(arms, val, test, classes, settings.seeds, classifier, n_boot=settings.bootstrap, device=device)
+    # 2. fidelity in one frozen encoder's feature space, trained on real source + target train windows
+    encoder_x = np.concatenate([target.normalized(source.split("train").windows), target.normalized(train.windows)])
+    encoder_y = np.concatenate([class_indices(part.meta["label"], classes, name)
+                                for part, name in ((source.split("train"), "source train"), (train, "target train"))])
+    encoder = train_encoder(encoder_x, encoder_y, target.normalized(val.windows),
+                            class_indices(val.meta["label"], classes, "target val"), config.seed,
+                            num_classes=len(classes), settings=classifier, device=device)
+    test_y = class_indices(test.meta["label"], classes, "target test")
+    candidates = {REFERENCE: val, **synthetic}
+    fidelity_rows, privacy_rows = [], []
+    for name, candidate in candidates.items():
+        labels = class_indices(candidate.meta["label"], classes, name)
+        scores = fidelity_per_class(test.windows, test_y, candidate.windows, labels, classes, fs_hz, encoder, config.seed,
+                                    encoder_input=target.normalized)
+        fidelity_rows += [{"method": name, "class": cls, **values} for cls, values in scores.items()]
+        privacy_rows.append({"method": name, **memorization(candidate.windows, train.windows, test.windows,
+                                                            percentile=settings.memorization_percentile)})
+    tables = {
+        "utility": utility.table().reset_index(),
+        "fidelity": pd.DataFrame(fidelity_rows),
+        "privacy": pd.DataFrame(privacy_rows),
+    }
+    return {
+        "metrics": {
+            "utility": utility.to_json(),
+            "fidelity": tables["fidelity"].to_dict(orient="records"),
+            "privacy": tables["privacy"].to_dict(orient="records"),
+            "counts": {"target_test": len(test.meta), "target_train": len(train.meta),
+                       **{f"samples:{m}": len(s.meta) for m, s in synthetic.items()}},
+            "settings": config.evaluation.model_dump(mode="json"),
+        },
+        "tables": tables,
+        "figures": _figures(test, synthetic, classes, fs_hz, tables["utility"]),
+        "sections": _sections(),
+    }
+
+
+def _figures(test: Cohort, synthetic: dict[str, Cohort], classes: list[str], fs_hz: float, utility: pd.DataFrame) -> dict:
+    grid = {"real target (test)": (test.windows, test.meta["label"].to_numpy())}
+    grid |= {m: (s.windows, s.meta["label"].to_numpy()) for m, s in synthetic.items()}
+    bars = utility.set_index("arm").rename(columns=lambda c: c.replace("_seed_", "_"))
+    return {
+        "class_overlays": figures.class_overlays(_by_class(test, classes),
+                                                 {m: _by_class(s, classes) for m, s in synthetic.items()}, fs_hz),
+        "sample_grid": figures.sample_grid(grid, classes, fs_hz),
+        "utility_macro_f1": figures.metric_bars(bars, "macro_f1"),
+    }
+
+
+def _by_class(cohort: Cohort, classes: list[str]) -> dict[str, np.ndarray]:
+    labels = cohort.meta["label"].to_numpy()
+    return {name: cohort.windows[labels == name] for name in classes}
+
+
+def _sections() -> list[Section]:
+    return [
+        Section("Downstream utility",
+                "One 1D CNN per arm and seed, early stopped on target validation patients, tested on held-out target "
+                "patients. Columns: mean over seeds, Student-t 95% interval over seeds (_seed_low/_seed_high), and a "
+                "95% interval from resampling test patients (_boot_low/_boot_high).",
+                tables=["utility"], figures=["utility_macro_f1"]),
+        Section("Real vs synthetic beats",
+                "Mean ± 1 s.d. per class of the held-out real target windows and of each method's samples.",
+                figures=["class_overlays", "sample_grid"]),
+        Section("Fidelity",
+                f"Per class, each method's samples against the held-out real target test windows. The row "
+                f"{REFERENCE!r} scores real target validation patients the same way: what a perfect generator of "
+                "unseen patients would reach (discriminator AUROC 0.5 is ideal; lower is better for the distances).",
+                tables=["fidelity"]),
+        Section("Privacy",
+                "Distance to the closest target training window (DCR) of synthetic and of held-out real windows; "
+                "memorized_share: synthetic windows closer to a training window than all but the given percentile "
+                "of held-out real windows are (≈ percentile/100 for a generator that does not copy).",
+                tables=["privacy"]),
+    ]
+
+
+def _print_summary(utility: pd.DataFrame) -> None:
+    """The utility table in a few columns: metric mean [seed interval]."""
+    lines = []
+    for _, row in utility.iterrows():
+        cells = [f"{row[m]:.3f} [{row[m + '_seed_low']:.3f}, {row[m + '_seed_high']:.3f}]" for m in SUMMARY_METRICS]
+        lines.append(f"  {row['arm']:<36} " + "  ".join(cells))
+    print("evaluate: downstream utility on held-out target patients (mean [95% interval over seeds])")
+    print(f"  {'arm':<36} " + "  ".join(f"{m:<22}" for m in SUMMARY_METRICS))
+    print("\n".join(lines))

@@ -1,0 +1,52 @@
+"""The `sample` stage: the same synthetic budget from every transfer method, written as cohorts.
+
+samples/<method>/ holds `evaluation.samples_per_class` windows of each class in mV, in the
+cohort layout (DESIGN §3), so the evaluation reads real and synthetic windows alike.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from data.export import write_synthetic_cohort
+from models.generate import DiffusionModel, generate
+from pipeline.config import Config, ConfigError
+from pipeline.diffusion_stages import resolve_device
+from pipeline.rundir import RunDir, fingerprint_files
+
+
+def sample_stage(config: Config, run: RunDir, force: bool = False) -> dict[str, Path]:
+    """Sample every method of `transfer.methods`; return method → samples folder."""
+    return {method: _sample_method(config, run, method, force) for method in config.transfer.methods}
+
+
+def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Path:
+    started = time.time()
+    model_file = run.path / "models" / method / "model.pt"
+    if not model_file.is_file():
+        raise ConfigError(f"{model_file}: no {method} model yet; run `ecg-tgdp transfer` first")
+    out = run.path / "samples" / method
+    settings = config.evaluation
+    key = json.dumps({"seed": config.seed, **settings.sampling()}, sort_keys=True)
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files([model_file])
+    stage = f"sample.{method}"
+    if not force and run.is_current(stage, fingerprint, [out / "cohort.json"]):
+        print(f"sample {method}: up to date ({out})")
+        return out
+    model = DiffusionModel.load(model_file, resolve_device(config.device))
+    labels = np.repeat(np.arange(len(model.classes)), settings.samples_per_class)
+    shape = (len(model.extra["leads"]), round(model.extra["fs_hz"] * model.extra["window_s"]))
+    normalized = generate(model.denoiser(), model.schedule, labels, shape, method=settings.sampler,
+                          steps=settings.sampling_steps, seed=config.seed, device=model.net_device, progress=True)
+    description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
+    description["sampler"] = {"method": settings.sampler, "steps": settings.sampling_steps, "seed": config.seed,
+                              "transfer_method": method, "seconds": round(time.time() - started, 2)}
+    write_synthetic_cohort(out, model.to_mv(normalized), labels, classes=model.classes, description=description,
+                           method=method)
+    run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[out / "cohort.json"])
+    print(f"sample {method}: {len(labels)} windows in {time.time() - started:.0f} s → {out}")
+    return out

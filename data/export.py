@@ -10,20 +10,22 @@ import wfdb
 
 from data.atomic import staged_directory
 from data.store import write_cohort
+
 # Annotation symbol written for each AAMI class (its most common MIT-BIH symbol).
 CLASS_TO_SYMBOL: dict[str, str] = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}
 FORMATS = ("npz", "csv", "wfdb")
 
 
 def write_synthetic_cohort(
-    out_dir: Path, windows: np.ndarray, label_index: np.ndarray, *, classes: Sequence[str], description: dict, method: str
+    out_dir: Path, windows: np.ndarray, label_index: np.ndarray, *, classes: Sequence[str], description: dict, method: str,
+    split: str = "synthetic",
 ) -> None:
     """Synthetic windows [N, leads, T] (mV) in the cohort layout, so evaluation reads them like real ones."""
     labels = np.asarray(classes)[label_index]
     meta = pd.DataFrame(
         {
             "record": method, "patient": method, "label": labels, "label_index": label_index.astype(np.int64),
-            "split": "synthetic", "sample_index": np.arange(len(labels), dtype=np.int64), "synthetic": True,
+            "split": split, "sample_index": np.arange(len(labels), dtype=np.int64), "synthetic": True,
         }
     )
     counts = {"total": len(labels), "by_class": {name: int((labels == name).sum()) for name in classes}}
@@ -40,6 +42,7 @@ def export_windows(
     fmt: str,
     patients: Sequence[str] | None = None,
     name: str = "synthetic",
+    synthetic: Sequence[bool] | None = None,
 ) -> Path:
     """Write windows [N, leads, T] in mV with their labels into out_dir; return the main file or folder.
 
@@ -47,7 +50,8 @@ def export_windows(
     patient column, then one column per sample. wfdb: AAMI beat classes become one record
     per patient with the windows back to back and a beat annotation (class symbol) at each
     window's centre; other labels become one record per window plus labels.csv
-    (record, label, patient) for `labels_csv`.
+    (record, label, patient) for `labels_csv`. `synthetic` (one flag per window) is stored
+    in the NPZ; the other formats mark synthetic windows by their patient name.
     """
     windows = np.asarray(windows, dtype=np.float32)
     labels = np.asarray(labels, dtype=str)
@@ -59,7 +63,9 @@ def export_windows(
     if fmt == "npz":
         path = out_dir / f"{name}.npz"
         temporary = out_dir / f".{name}.tmp.npz"
-        np.savez_compressed(temporary, windows=windows, labels=labels, patients=patients, fs_hz=fs_hz, leads=np.asarray(leads))
+        flags = {} if synthetic is None else {"synthetic": np.asarray(synthetic, dtype=bool)}
+        np.savez_compressed(temporary, windows=windows, labels=labels, patients=patients, fs_hz=fs_hz,
+                            leads=np.asarray(leads), **flags)
         temporary.replace(path)
         return path
     if fmt == "csv":

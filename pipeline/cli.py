@@ -5,12 +5,14 @@ import argparse
 import sys
 from pathlib import Path
 
+from data.export import FORMATS
 from data.fetch import DATABASES, FetchError, fetch_database
 from data.records import RecordError
 from data.store import StoreError
 from models.checkpoint import CheckpointError
 from models.samplers import SAMPLERS
 from pipeline import stages
+from pipeline.augment import SHIPPED_SOURCE_MODEL, augment
 from pipeline.config import TRANSFER_METHODS, ConfigError, load_config
 from pipeline.diffusion_stages import sample_command, train_source_stage
 from pipeline.evaluate_stage import evaluate_stage
@@ -71,7 +73,34 @@ def build_parser() -> argparse.ArgumentParser:
     sample.add_argument("--device", default="auto")
     sample.add_argument("--batch-size", type=int, default=256)
     sample.set_defaults(handler=_sample)
+    _add_augment_command(commands)
     return parser
+
+
+def _add_augment_command(commands) -> None:
+    text = "add synthetic windows to your own small labeled dataset, transferred from a source model"
+    augment = commands.add_parser("augment", help=text, description=text)
+    augment.add_argument("--target", type=Path, required=True,
+                         help="a folder of WFDB records with .atr beat labels (or --labels-csv), or an .npz/.csv of windows")
+    augment.add_argument("--out", type=Path, required=True, help="output folder")
+    augment.add_argument("--method", choices=TRANSFER_METHODS, default="tgdp")
+    augment.add_argument("--n-per-class", type=int, default=500, help="synthetic windows per class")
+    augment.add_argument("--format", choices=FORMATS, default="npz")
+    augment.add_argument("--source-model", type=Path, default=SHIPPED_SOURCE_MODEL,
+                         help="source checkpoint; it fixes classes, leads, rate and window (default: the shipped mitdb model)")
+    augment.add_argument("--labels-csv", help="record-level labels for a WFDB folder (columns record, label[, patient])")
+    augment.add_argument("--fs-in-hz", type=float, help="sampling rate of a CSV (or of an NPZ without fs_hz)")
+    augment.add_argument("--resample", action="store_true", help="allow resampling records at another rate than the model's")
+    augment.add_argument("--min-per-class", type=int, default=20, help="fewest real windows of each class to accept")
+    augment.add_argument("--source-per-class", type=int, default=500,
+                         help="source-model samples per class that stand in for the source cohort")
+    augment.add_argument("--steps", type=int, default=25, help="sampling steps (SDE-DPM-Solver++)")
+    augment.add_argument("--seed", type=int, default=0)
+    augment.add_argument("--device", default="auto")
+    augment.add_argument("--work-dir", type=Path, help="transfer run folder (default: .<out>.work beside --out)")
+    augment.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                         help="override a transfer setting, e.g. --set transfer.tgdp.guidance_steps=500 (repeatable)")
+    augment.set_defaults(handler=_augment)
 
 
 def _class_mix(text: str) -> dict[str, float]:
@@ -142,6 +171,15 @@ def _evaluate(args) -> None:
     if not args.samples:
         sample_stage(config, run, force=args.force)
     evaluate_stage(config, run, args.samples, force=args.force)
+
+
+def _augment(args) -> None:
+    if args.n_per_class < 1:
+        raise ConfigError(f"--n-per-class must be at least 1, got {args.n_per_class}")
+    augment(args.target, args.out, source_model=args.source_model, method=args.method, n_per_class=args.n_per_class,
+            fmt=args.format, labels_csv=args.labels_csv, fs_in_hz=args.fs_in_hz, resample=args.resample,
+            min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
+            seed=args.seed, device=args.device, work_dir=args.work_dir, overrides=tuple(args.overrides))
 
 
 def _run(args) -> None:

@@ -21,7 +21,7 @@ def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc
     classes = config.windows.classes
     if cohort.format == "arrays":
         parts = read_array_windows(folder, fs_in_hz=cohort.fs_in_hz, leads=cohort.leads, **geometry)
-        return ReadResult(parts=[part for part in parts if _keep_classes(part, classes)])
+        return ReadResult(parts=[part for part in parts if _keep_classes(folder, part, classes)])
     if cohort.format == "ptbxl":
         index = ptbxl_index(folder, rate_hz=cohort.rate_hz, filters=cohort.filters)
         return _read_labeled_records(config, cohort, index, geometry, desc)
@@ -81,8 +81,8 @@ def _labels_table(folder: Path, cohort: CohortConfig) -> pd.DataFrame:
     return table
 
 
-def _keep_classes(part, classes: list[str]) -> bool:
-    unknown = sorted(set(part.labels) - set(classes))
+def _keep_classes(path: Path, part, classes: list[str]) -> bool:
+    unknown = sorted(str(label) for label in set(part.labels) - set(classes))
     if unknown:
-        raise ConfigError(f"{part.record}: labels {unknown} are not among windows.classes {classes}")
+        raise ConfigError(f"{path} (patient {part.patient}): labels {unknown} are not among windows.classes {classes}")
     return len(part.labels) > 0

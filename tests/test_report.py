@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -76,3 +78,15 @@ def test_a_failed_rewrite_leaves_the_previous_report_in_place(tmp_path):
 
 def test_json_ready_turns_non_finite_numbers_into_null():
     assert json_ready({1: [np.float64("nan"), np.float32(2.0), (np.int32(4),)]}) == {"1": [None, 2.0, [4]]}
+
+
+@pytest.mark.skipif(shutil.which("chromium") is None or importlib.util.find_spec("playwright") is None,
+                    reason="needs Chromium and the playwright package (see benchmarks/render_report.py)")
+def test_report_renders_in_headless_chromium_with_every_figure_loaded(tmp_path):
+    from benchmarks.render_report import render
+
+    metrics, tables, figs, sections = _inputs()
+    page = write_report(tmp_path / "report", title="t", metrics=metrics, tables=tables, figures=figs, sections=sections)
+    result = render(page, tmp_path / "shot", shutil.which("chromium"), width=1000)
+    assert result["all_loaded"] and sorted(f["alt"] for f in result["figures"]) == ["bars", "grid", "overlays"]
+    assert (tmp_path / "shot.png").stat().st_size > 10_000

@@ -4,7 +4,7 @@
         --cohort runs/pretrain_mitdb/cohorts/source --out models/pretrained/mitdb_nsv_128hz [--ship]
 
 Trains the project's downstream 1D CNN on the real cohort's train split (early stopped on
-val), then classifies real test windows (reference) and generated windows of each class
+val), then classifies real test windows and n real train windows per class (references) and generated windows of each class
 (SDE-DPM-Solver++, 25 steps) at each classifier-free guidance scale (1 = plain conditional
 sampling). Writes check.json and beats.png (generated beats per class next to real ones) into --out; with --ship also copies model.pt (EMA weights + extra) and log.csv there, for the repository.
 """
@@ -90,6 +90,10 @@ def main() -> None:
     classifier = classifier_on_real(cohort, args.seed)
     test = cohort.split("test")
     train = cohort.split("train")
+    train_labels = train.meta["label_index"].to_numpy()
+    rng = np.random.default_rng(args.seed)
+    picked = np.sort(np.concatenate([rng.choice(np.flatnonzero(train_labels == k), args.n_per_class, replace=False)
+                                     for k in range(len(classes))]))
     rows = {"real mitdb": {name: train.windows[train.meta["label_index"].to_numpy() == k] for k, name in enumerate(classes)}}
     agreement = {}
     for scale in args.guidance_scales:
@@ -106,6 +110,9 @@ def main() -> None:
         "classifier": "ECGClassifier trained on the real train split, early stopped on val macro-F1",
         "real_test_sensitivity": per_class_agreement(predict(classifier, cohort.normalized(test.windows)),
                                                      test.meta["label_index"].to_numpy(), classes),
+        # the generator learned the train patients: the same classifier on their real windows is the fair reference
+        "real_train_sensitivity": per_class_agreement(predict(classifier, cohort.normalized(train.windows[picked])),
+                                                      train_labels[picked], classes),
         "generated_assigned_to_conditioned_class": agreement,
     }
     (args.out / "check.json").write_text(json.dumps(report, indent=2) + "\n")

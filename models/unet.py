@@ -4,6 +4,12 @@ Architecture after Ho et al. 2020 (DDPM, App. B) and Dhariwal & Nichol 2021 (gui
 sinusoidal time embedding → MLP, plus a class embedding whose extra row is the null class
 of classifier-free guidance (Ho & Salimans 2022); residual blocks with scale-shift
 conditioning; stride-2 conv downsampling, nearest + conv upsampling, skip connections.
+
+Beat windows are centred on the annotated beat, so where a sample lies in the window
+matters. A convolutional U-Net is translation-equivariant and sees the window's edges only
+through its receptive field (and attention without position codes sees none), so without
+help it places the QRS anywhere near the centre. A fixed position channel, linspace(−1, 1)
+over the window, is concatenated to the input to tell it where the centre is.
 """
 from __future__ import annotations
 
@@ -29,6 +35,7 @@ class UNetConfig:
     attention: bool = False  # one self-attention block at the lowest resolution
     dropout: float = 0.0  # inside residual blocks
     groups: int = 8  # GroupNorm groups; must divide every width
+    position_channel: bool = True  # append linspace(-1, 1) over the window as an input channel
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mults", tuple(self.channel_mults))  # a TOML/JSON list round-trips
@@ -104,7 +111,7 @@ class UNet1D(nn.Module):
         widths = [c * m for m in config.channel_mults]
         self.time_mlp = nn.Sequential(nn.Linear(c, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(config.num_classes + 1, emb_dim)
-        self.stem = nn.Conv1d(config.leads, c, 3, padding=1)
+        self.stem = nn.Conv1d(config.leads + int(config.position_channel), c, 3, padding=1)
 
         self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         ch = c
@@ -138,6 +145,9 @@ class UNet1D(nn.Module):
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
         """x_t [B, leads, L] (any L), t [B] int or float timesteps, y [B] long in [0, num_classes] → ε [B, leads, L]."""
         length = x.shape[-1]
+        if self.config.position_channel:
+            position = torch.linspace(-1.0, 1.0, length, device=x.device, dtype=x.dtype)
+            x = torch.cat([x, position.expand(len(x), 1, length)], dim=1)
         multiple = 2 ** (len(self.config.channel_mults) - 1)
         h = F.pad(x, (0, -length % multiple))  # zero-pad on the right so every halving is exact
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels)) + self.class_emb(y)

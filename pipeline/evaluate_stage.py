@@ -40,8 +40,9 @@ def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None =
     key = json.dumps({"seed": config.seed, "evaluation": config.evaluation.model_dump(mode="json")}, sort_keys=True)
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files(
         [d / "cohort.json" for d in cohort_dirs + sample_dirs])
-    if not force and run.is_current("evaluate", fingerprint, [report]):
+    if not force and run.is_current("evaluate", fingerprint, [report, report.parent / "utility.csv"]):
         print(f"evaluate: up to date ({report})")
+        _print_summary(pd.read_csv(report.parent / "utility.csv"))
         return report
     source, target = (read_cohort(d, mmap=False) for d in cohort_dirs)
     synthetic = {_method_name(d): _checked_samples(d, target) for d in sample_dirs}

@@ -33,12 +33,7 @@ def class_overlays(real: dict[str, np.ndarray], synthetic: dict[str, dict[str, n
                 _mean_band(ax, windows, fs_hz, color, f"{method} (n={len(windows)})")
             ax.set_title(f"{name} · {method}", fontsize=9)
             ax.legend(fontsize=7, loc="upper right")
-            if col == 0:
-                ax.set_ylabel("mV")
-            if row == len(rows) - 1:
-                ax.set_xlabel("s")
-    fig.tight_layout()
-    return fig
+    return _finish(fig, axes)
 
 
 def _mean_band(ax, windows: np.ndarray, fs_hz: float, color: str, label: str) -> None:
@@ -66,10 +61,15 @@ def sample_grid(sets: dict[str, tuple[np.ndarray, np.ndarray]], classes: list[st
             for k, trace in enumerate(chosen):
                 ax.plot(t, trace, color=color, lw=0.8, alpha=1.0 - 0.15 * k)
             ax.set_title(f"{cls} · {name}", fontsize=9)
-            if col == 0:
-                ax.set_ylabel("mV")
-            if row == len(sets) - 1:
-                ax.set_xlabel("s")
+    return _finish(fig, axes)
+
+
+def _finish(fig: Figure, axes: np.ndarray) -> Figure:
+    """Units on the outer axes of a rows × classes grid of traces."""
+    for ax in axes[:, 0]:
+        ax.set_ylabel("mV")
+    for ax in axes[-1]:
+        ax.set_xlabel("s")
     fig.tight_layout()
     return fig
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from models.schedule import NoiseSchedule
 from models.unet import timestep_embedding
@@ -206,7 +207,8 @@ def train_domain_classifier(
     domain = torch.cat([torch.zeros(len(source_x)), torch.ones(len(target_x))])
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     classifier.to(device).train()
-    for step in range(settings.steps):
+    name = "time-dependent classifier c'" if schedule is not None else "domain classifier c"
+    for step in tqdm(range(settings.steps), desc=name, unit="step", leave=False, disable=None):
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * cosine_lr_factor(step, settings.steps, settings.min_lr_ratio)
         rows = _domain_batch(len(source_x), len(target_x), settings, generator)

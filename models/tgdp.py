@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from tqdm.auto import tqdm
 
 from models.density_ratio import DomainClassifier, clip_ratios, cosine_lr_factor
 from models.guidance import GuidanceNet, LogHFn, grad_log_h
@@ -144,7 +145,7 @@ def train_guidance(
     optimizer = torch.optim.AdamW(guidance_net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     result, best_state, bad_validations = GuidanceResult(), None, 0
-    for step in range(1, settings.steps + 1):
+    for step in tqdm(range(1, settings.steps + 1), desc="guidance network h_ψ", unit="step", leave=False, disable=None):
         losses = _loss_terms(guidance_net, eps_fn, schedule, (source_x, source_y, source_r), (target_x, target_y),
                              time_classifier, settings, generator, device)
         for group in optimizer.param_groups:

@@ -20,13 +20,12 @@ import wfdb
 
 from data.atomic import write_json
 from data.export import export_windows, write_synthetic_cohort
-from data.ingest import assemble, class_counts, list_wfdb_records
-from data.records import RecordError
+from data.ingest import class_counts, list_wfdb_records
 from data.splits import split_patients
 from data.store import write_cohort
 from models.generate import DiffusionModel, generate
-from pipeline.cohorts import read_cohort_records
-from pipeline.config import Config, ConfigError, apply_override
+from pipeline.cohorts import read_cohort_windows
+from pipeline.config import Config, ConfigError, config_from_dict
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir
 from pipeline.transfer_stage import transfer_stage
@@ -64,7 +63,8 @@ def augment(
                      overrides=overrides)
     _check_rate(target, config, model.extra["fs_hz"], resample)
     run = RunDir.open(config, work_dir or out.parent / f".{out.name}.work")
-    windows, meta, dropped = _read_target(config, target)
+    windows, meta, result = read_cohort_windows(config, config.target, target, "augment: read target")
+    dropped = dict(result.dropped)
     _check_class_counts(target, meta, model.classes, min_per_class)
     meta.insert(meta.columns.get_loc("label_index") + 1, "split", _split(meta, seed))
     info = {"name": "target", "database": str(target), "format": config.target.format, "classes": model.classes,
@@ -112,12 +112,7 @@ def _config(target: Path, model: DiffusionModel, *, method: str, labels_csv: str
         "target": cohort,
         "transfer": {"methods": [method]},
     }
-    for override in overrides:
-        apply_override(raw, override)
-    try:
-        return Config.model_validate(raw)
-    except ValueError as error:
-        raise ConfigError(f"augment settings: {error}") from None
+    return config_from_dict(raw, overrides, "augment settings")
 
 
 def _check_rate(target: Path, config: Config, model_fs_hz: float, resample: bool) -> None:
@@ -137,17 +132,6 @@ def _npz_rate(path: Path) -> set[float | None]:
         raise ConfigError(f"{path}: a CSV carries no sampling rate; give --fs-in-hz")
     with np.load(path, allow_pickle=False) as npz:
         return {float(npz["fs_hz"])} if "fs_hz" in npz.files else {None}
-
-
-def _read_target(config: Config, target: Path) -> tuple[np.ndarray, pd.DataFrame, dict]:
-    result = read_cohort_records(config, config.target, target, desc="augment: read target")
-    for record, reason in result.skipped.items():
-        print(f"skipped {record}: {reason}")
-    try:
-        windows, meta = assemble(result.parts, config.windows.classes)
-    except RecordError as error:
-        raise RecordError(f"{target}: {error}") from None
-    return windows, meta, dict(result.dropped)
 
 
 def _check_class_counts(target: Path, meta: pd.DataFrame, classes: list[str], min_per_class: int) -> None:

@@ -5,12 +5,14 @@ from collections import Counter
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from data.arrays import read_array_windows
-from data.ingest import ReadResult, list_wfdb_records, read_records
+from data.ingest import ReadResult, assemble, list_wfdb_records, read_records
 from data.labels import symbol_map
 from data.ptbxl import ptbxl_index, ptbxl_label, read_ptbxl_windows
+from data.records import RecordError
 from data.wfdb_beats import read_beat_windows
 from pipeline.config import CohortConfig, Config, ConfigError
 
@@ -38,6 +40,22 @@ def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc
         for path in list_wfdb_records(folder, cohort.records, cohort.exclude_records)
     ]
     return read_records(tasks, workers=config.workers, desc=desc)
+
+
+def read_cohort_windows(config: Config, cohort: CohortConfig, folder: Path, desc: str,
+                        label: str | None = None) -> tuple[np.ndarray, pd.DataFrame, ReadResult]:
+    """Windows [N, leads, T] and one meta row per window of a cohort; prints what was skipped and why."""
+    result = read_cohort_records(config, cohort, folder, desc)
+    for message in result.warnings:
+        print(f"warning: {message}")
+    for record, reason in result.skipped.items():
+        print(f"skipped {record}: {reason}")
+    try:
+        windows, meta = assemble(result.parts, config.windows.classes)
+    except RecordError as error:
+        where = f"{label} ({folder})" if label else str(folder)
+        raise RecordError(f"{where}: {error}") from None
+    return windows, meta, result
 
 
 def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFrame, geometry: dict, desc: str) -> ReadResult:

@@ -7,11 +7,10 @@ from pathlib import Path
 import numpy as np
 
 from data import simulate
-from data.ingest import assemble, class_counts, normalization_stats
-from data.records import RecordError
+from data.ingest import class_counts, normalization_stats
 from data.splits import labeled_budget, split_by_fold, split_patients
 from data.store import write_cohort
-from pipeline.cohorts import read_cohort_records
+from pipeline.cohorts import read_cohort_windows
 from pipeline.config import CohortConfig, Config, ConfigError
 from pipeline.rundir import RunDir, fingerprint_files
 
@@ -70,15 +69,7 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
         return
     details, normalization = {}, None
     for name, cohort in config.cohorts().items():
-        result = read_cohort_records(config, cohort, folders[name], desc=f"ingest {name}")
-        for message in result.warnings:
-            print(f"warning: {message}")
-        for record, reason in result.skipped.items():
-            print(f"skipped {record}: {reason}")
-        try:
-            windows, meta = assemble(result.parts, config.windows.classes)
-        except RecordError as error:
-            raise RecordError(f"{name} cohort ({folders[name]}): {error}") from None
+        windows, meta, result = read_cohort_windows(config, cohort, folders[name], f"ingest {name}", f"{name} cohort")
         try:
             splits = _assign_splits(config, cohort, meta)
         except ValueError as error:

@@ -6,6 +6,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import torch
 
@@ -49,7 +50,7 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     (out_dir / "fingerprint.txt").write_text(fingerprint)
     source = load_checkpoint(source_file)
     target = read_cohort(target_dir)
-    data = _target_tensors(target)
+    data = _target_tensors(target, config.transfer.max_val_windows, config.seed)
     device = resolve_device(config.device)
     extra = {**source["extra"], "method": method, "target": target.info["database"]}
     if method == "source_only":
@@ -69,15 +70,18 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     return model_file
 
 
-def _target_tensors(target) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
-    """Normalized target windows and labels of the train and val splits."""
+def _target_tensors(target, max_val_windows: int, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+    """Normalized target windows and labels of the train split and of (at most `max_val_windows` of) the val split."""
     tensors = {}
     for split in ("train", "val"):
         part = target.split(split)
         if not len(part.meta):
             raise ConfigError(f"target cohort has no {split} windows; check target.split")
-        tensors[split] = (torch.from_numpy(target.normalized(part.windows)),
-                          torch.from_numpy(part.meta["label_index"].to_numpy()))
+        rows = np.arange(len(part.meta))
+        if split == "val" and len(rows) > max_val_windows:
+            rows = np.sort(np.random.default_rng(seed).choice(rows, max_val_windows, replace=False))
+        tensors[split] = (torch.from_numpy(target.normalized(part.windows[rows])),
+                          torch.from_numpy(part.meta["label_index"].to_numpy()[rows]))
     return tensors
 
 

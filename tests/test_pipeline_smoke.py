@@ -28,6 +28,7 @@ TINY = [
     "source_model.training.checkpoint_every=3",
     "source_model.training.log_every=3",
     "transfer.methods=['source_only', 'finetune', 'finetune_partial', 'domain_guidance', 'target_only', 'tgdp']",
+    "transfer.max_val_windows=50",
     "transfer.tgdp.width=8",
     "transfer.tgdp.depth=2",
     "transfer.tgdp.classifier_steps=3",

@@ -42,11 +42,22 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Pat
     shape = (len(model.extra["leads"]), round(model.extra["fs_hz"] * model.extra["window_s"]))
     normalized = generate(model.denoiser(), model.schedule, labels, shape, method=settings.sampler,
                           steps=settings.sampling_steps, seed=config.seed, device=model.net_device, progress=True)
-    description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
+    description = {key: model.extra[key] for key in ("fs_hz", "window_s", "normalization")}
+    description["leads"] = _target_leads(run, model.extra["leads"])
     description["sampler"] = {"method": settings.sampler, "steps": settings.sampling_steps, "seed": config.seed,
-                              "transfer_method": method, "seconds": round(time.time() - started, 2)}
+                              "transfer_method": method, "model_leads": model.extra["leads"],
+                              "seconds": round(time.time() - started, 2)}
     write_synthetic_cohort(out, model.to_mv(normalized), labels, classes=model.classes, description=description,
                            method=method)
     run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[out / "cohort.json"])
     print(f"sample {method}: {len(labels)} windows in {time.time() - started:.0f} s → {out}")
     return out
+
+
+def _target_leads(run: RunDir, model_leads: list[str]) -> list[str]:
+    """The samples stand in for target windows, so they carry the target's lead names (mitdb MLII → svdb ECG1)."""
+    target_leads = json.loads((run.path / "cohorts" / "target" / "cohort.json").read_text())["leads"]
+    if len(target_leads) != len(model_leads):
+        raise ConfigError(f"{run.path}: the model generates {len(model_leads)} leads {model_leads}, "
+                          f"the target cohort has {len(target_leads)} {target_leads}")
+    return list(target_leads)

@@ -43,6 +43,7 @@ def augment(
     n_per_class: int = 500,
     fmt: str = "npz",
     labels_csv: str | None = None,
+    leads: list[str] | None = None,
     fs_in_hz: float | None = None,
     resample: bool = False,
     min_per_class: int = 20,
@@ -59,8 +60,8 @@ def augment(
     if not target.exists():
         raise ConfigError(f"{target}: no such file or folder")
     model = DiffusionModel.load(source_model, "cpu")
-    config = _config(target, model, method=method, labels_csv=labels_csv, fs_in_hz=fs_in_hz, seed=seed, device=device,
-                     overrides=overrides)
+    config = _config(target, model, method=method, labels_csv=labels_csv, leads=leads, fs_in_hz=fs_in_hz, seed=seed,
+                     device=device, overrides=overrides)
     _check_rate(target, config, model.extra["fs_hz"], resample)
     run = RunDir.open(config, work_dir or out.parent / f".{out.name}.work")
     windows, meta, result = read_cohort_windows(config, config.target, target, "augment: read target")
@@ -68,7 +69,7 @@ def augment(
     _check_class_counts(target, meta, model.classes, min_per_class)
     meta.insert(meta.columns.get_loc("label_index") + 1, "split", _split(meta, seed))
     info = {"name": "target", "database": str(target), "format": config.target.format, "classes": model.classes,
-            **{key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}}
+            "leads": config.target.leads, **{key: model.extra[key] for key in ("fs_hz", "window_s", "normalization")}}
     write_cohort(run.path / "cohorts" / "target", windows, meta, {**info, "counts": class_counts(meta, model.classes)})
     _write_source_cohort(run, source_model, model, source_per_class, sampling_steps, seed)
     model_file = transfer_stage(config, run, [method])[method]
@@ -81,7 +82,7 @@ def augment(
     names = np.asarray(model.classes)[labels]
     written = export_windows(
         out, np.concatenate([windows, synthetic]), np.concatenate([meta["label"].to_numpy(str), names]),
-        fs_hz=model.extra["fs_hz"], leads=model.extra["leads"], fmt=fmt, name=OUTPUT_NAME,
+        fs_hz=model.extra["fs_hz"], leads=config.target.leads, fmt=fmt, name=OUTPUT_NAME,
         patients=np.concatenate([meta["patient"].to_numpy(str), np.full(len(names), f"synthetic_{method}")]),
         synthetic=np.r_[np.zeros(len(meta), bool), np.ones(len(names), bool)],
     )
@@ -99,11 +100,15 @@ def augment(
     return summary
 
 
-def _config(target: Path, model: DiffusionModel, *, method: str, labels_csv: str | None, fs_in_hz: float | None,
-            seed: int, device: str, overrides: tuple[str, ...]) -> Config:
-    """A run config whose target is the user's data and whose geometry is the source model's."""
+def _config(target: Path, model: DiffusionModel, *, method: str, labels_csv: str | None, leads: list[str] | None,
+            fs_in_hz: float | None, seed: int, device: str, overrides: tuple[str, ...]) -> Config:
+    """A run config whose target is the user's data (its own lead names) and whose geometry is the source model's."""
+    leads = list(leads or model.extra["leads"])
+    if len(leads) != len(model.extra["leads"]):
+        raise ConfigError(f"--leads names {len(leads)} leads {leads}; the source model has "
+                          f"{len(model.extra['leads'])}: {model.extra['leads']}")
     cohort = {"format": "arrays" if target.is_file() else "wfdb", "database": str(target),
-              "leads": list(model.extra["leads"]), "labels_csv": labels_csv, "fs_in_hz": fs_in_hz}
+              "leads": leads, "labels_csv": labels_csv, "fs_in_hz": fs_in_hz}
     raw = {
         "name": f"augment_{target.stem}", "seed": seed, "device": device, "data_root": str(target.parent),
         "windows": {"fs_hz": model.extra["fs_hz"], "window_s": model.extra["window_s"], "classes": model.classes},

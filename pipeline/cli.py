@@ -89,6 +89,8 @@ def _add_augment_command(commands) -> None:
     augment.add_argument("--source-model", type=Path, default=SHIPPED_SOURCE_MODEL,
                          help="source checkpoint; it fixes classes, leads, rate and window (default: the shipped mitdb model)")
     augment.add_argument("--labels-csv", help="record-level labels for a WFDB folder (columns record, label[, patient])")
+    augment.add_argument("--leads", nargs="+", metavar="NAME",
+                         help="lead names in your records, in the model's lead order (default: the model's, e.g. MLII)")
     augment.add_argument("--fs-in-hz", type=float, help="sampling rate of a CSV (or of an NPZ without fs_hz)")
     augment.add_argument("--resample", action="store_true", help="allow resampling records at another rate than the model's")
     augment.add_argument("--min-per-class", type=int, default=20, help="fewest real windows of each class to accept")
@@ -177,7 +179,7 @@ def _augment(args) -> None:
     if args.n_per_class < 1:
         raise ConfigError(f"--n-per-class must be at least 1, got {args.n_per_class}")
     augment(args.target, args.out, source_model=args.source_model, method=args.method, n_per_class=args.n_per_class,
-            fmt=args.format, labels_csv=args.labels_csv, fs_in_hz=args.fs_in_hz, resample=args.resample,
+            fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz, resample=args.resample,
             min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
             seed=args.seed, device=args.device, work_dir=args.work_dir, overrides=tuple(args.overrides))
 

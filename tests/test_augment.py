@@ -36,8 +36,8 @@ def source_model(tmp_path_factory):
     return path
 
 
-def _records(folder, fs_hz=FS_HZ, n_patients=3):
-    spec = simulate.SimulationSpec(n_patients=n_patients, duration_s=60, fs_hz=fs_hz,
+def _records(folder, fs_hz=FS_HZ, n_patients=3, lead="MLII"):
+    spec = simulate.SimulationSpec(n_patients=n_patients, duration_s=60, fs_hz=fs_hz, lead_names=(lead,),
                                    ectopic_rates=(("S", 0.15), ("V", 0.15), ("F", 0.02)))
     simulate.simulate_database(folder, spec, seed=3)
     return folder
@@ -52,15 +52,15 @@ def _augment(tmp_path, source_model, target, *extra: str) -> int:
 
 
 def test_augmented_wfdb_folder_is_read_back_by_ingest(tmp_path, source_model):
-    target = _records(tmp_path / "mine")
-    assert _augment(tmp_path, source_model, target, "--method", "finetune", "--format", "wfdb") == 0
+    target = _records(tmp_path / "mine", lead="ECG1")  # another lead name than the model's MLII, as in svdb
+    assert _augment(tmp_path, source_model, target, "--method", "finetune", "--format", "wfdb", "--leads", "ECG1") == 0
     summary = json.loads((tmp_path / "out" / "augment.json").read_text())
     assert summary["synthetic"] == {"N": 6, "S": 6, "V": 6} and summary["real_dropped"].get("class_not_selected", 0) > 0
     config = tmp_path / "readback.toml"
     config.write_text(
         f'name = "readback"\ndata_root = "{tmp_path}"\n[windows]\nfs_hz = {FS_HZ}\nwindow_s = 1.0\nclasses = ["N", "S", "V"]\n'
-        f'[source]\nformat = "wfdb"\ndatabase = "mine"\n'
-        f'[target]\nformat = "wfdb"\ndatabase = "{tmp_path / "out" / "augmented"}"\nsplit = {{ fractions = [0.5, 0.25, 0.25] }}\n'
+        f'[source]\nformat = "wfdb"\ndatabase = "mine"\nleads = ["ECG1"]\n'
+        f'[target]\nformat = "wfdb"\ndatabase = "{tmp_path / "out" / "augmented"}"\nleads = ["ECG1"]\nsplit = {{ fractions = [0.5, 0.25, 0.25] }}\n'
     )
     assert main(["ingest", str(config), "--run-dir", str(tmp_path / "run")]) == 0
     meta = read_cohort(tmp_path / "run" / "cohorts" / "target").meta

@@ -29,7 +29,8 @@ def ptbxl_index(
     """One row per record: record, patient, path (no extension), strat_fold, superclasses, and each filter column.
 
     `filters` keeps rows whose column value, stripped of surrounding whitespace, starts with
-    one of the given strings, so {"device": ["AT-6"]} keeps "AT-6 C 5.5", "AT-6 C", ...
+    one of the given strings, so {"device": ["AT-6"]} keeps "AT-6 C 5.5", "AT-6 C", ...;
+    a numeric column (strat_fold, age) must equal one of the values, so 1 does not keep 10.
     """
     db_dir = Path(db_dir)
     if rate_hz not in _PATH_COLUMN:
@@ -80,10 +81,16 @@ def _check_complete(csv_path: Path, table: pd.DataFrame, columns: list[str]) -> 
 
 
 def _filter_mask(database: pd.DataFrame, filters: dict[str, list[str]]) -> pd.Series:
-    """Boolean rows whose every filter column starts with one of its prefixes (values stripped first)."""
+    """Boolean rows whose every filter column equals (numbers) or starts with (text) one of its values."""
     keep = pd.Series(True, index=database.index)
     for column, prefixes in filters.items():
         prefixes = [prefixes] if isinstance(prefixes, str) else prefixes
+        if pd.api.types.is_numeric_dtype(database[column]):
+            try:
+                keep &= database[column].isin([float(value) for value in prefixes])
+            except ValueError:
+                raise ValueError(f"filters.{column}: {prefixes} are not numbers, but the column is numeric") from None
+            continue
         # Device names carry padding and firmware suffixes ("CS-12   E", "AT-6 C 5.5").
         values = database[column].fillna("").astype(str).str.strip()
         keep &= values.str.startswith(tuple(str(prefix).strip() for prefix in prefixes))

@@ -87,7 +87,7 @@ class CohortConfig(_Strict):
     label_map: Literal["aami"] | dict[str, str] = "aami"
     annotator: str = "atr"
     labels_csv: str | None = Field(None, description="record-level labels for a WFDB folder (columns record, label[, patient])")
-    filters: dict[str, list[str]] = Field({}, description="keep rows whose metadata column starts with a value (PTB-XL)")
+    filters: dict[str, list[str]] = Field({}, description="PTB-XL: keep rows whose metadata column starts with a value (text) or equals it (numbers)")
     rate_hz: Literal[100, 500] = Field(100, description="PTB-XL: read records100 or records500")
     fs_in_hz: float | None = Field(None, gt=0, description="arrays: sampling rate of the file's samples")
     split: SplitConfig = SplitConfig()

@@ -88,6 +88,13 @@ def test_min_likelihood_drops_uncertain_codes(synthetic: Path) -> None:
     assert index["superclasses"].tolist() == [("NORM",), (), ("STTC",), ()]
 
 
+def test_numeric_filters_match_exactly_so_fold_1_is_not_fold_10(synthetic: Path) -> None:
+    assert ptbxl_index(synthetic, filters={"strat_fold": ["1"]})["record"].tolist() == ["2"]
+    assert ptbxl_index(synthetic, filters={"strat_fold": [10, 5]})["record"].tolist() == ["3", "4"]
+    with pytest.raises(ValueError, match="filters.strat_fold"):
+        ptbxl_index(synthetic, filters={"strat_fold": ["one"]})
+
+
 def test_index_errors_name_file_and_column(synthetic: Path, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match=r"ptbxl_database\.csv.*'site'"):
         ptbxl_index(synthetic, filters={"site": ["0"]})

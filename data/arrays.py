@@ -187,7 +187,7 @@ def _condition(
     if band_hz is not None:
         x = preprocess.bandpass(x, fs_in_hz, band_hz)
     x = preprocess.resample(x, fs_in_hz, fs_hz)
-    length = int(round(window_s * fs_hz))
+    length = round(window_s * fs_hz)
     if x.shape[-1] < length:
         raise RecordError(
             f"{path}: windows have {x.shape[-1]} samples at {fs_hz:g} Hz, "

@@ -87,7 +87,7 @@ def _attempt(task: Callable[[], RecordWindows]) -> RecordWindows | str:
         return task()
     except RecordError as error:
         return str(error)
-    except Exception as error:  # a corrupt file can make wfdb/numpy raise anything; keep the others going
+    except Exception as error:  # noqa: BLE001 (a corrupt file can make wfdb/numpy raise anything; keep the others going)
         return f"{type(error).__name__}: {error}"
 
 
@@ -125,7 +125,7 @@ def class_counts(meta: pd.DataFrame, classes: Sequence[str]) -> dict:
     """Window counts per split and class, and in total."""
     table = pd.crosstab(meta["split"], meta["label"]).reindex(columns=list(classes), fill_value=0)
     return {
-        "total": int(len(meta)),
+        "total": len(meta),
         "by_class": {name: int((meta["label"] == name).sum()) for name in classes},
         "by_split": {split: {k: int(v) for k, v in row.items()} for split, row in table.iterrows()},
         "patients_by_split": {k: int(v) for k, v in meta.groupby("split")["patient"].nunique().items()},

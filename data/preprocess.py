@@ -55,7 +55,7 @@ def invalid_samples(x: np.ndarray, fs_hz: float, flat_s: float = 0.25) -> np.nda
     """Boolean [samples]: NaN samples, or runs where a lead of x [leads, samples] stays
     exactly constant for at least `flat_s` seconds (lead-off, saturation, padding)."""
     bad = np.isnan(x).any(axis=0)
-    min_run = max(2, int(round(flat_s * fs_hz)))
+    min_run = max(2, round(flat_s * fs_hz))
     for lead in x:
         same = np.concatenate([[False], np.diff(lead) == 0])  # sample equals its predecessor
         run_id = np.cumsum(~same)

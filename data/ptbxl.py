@@ -157,7 +157,7 @@ def read_ptbxl_windows(
     signal = preprocess.resample(signal, header.fs, fs_hz)
     bad = bad[np.minimum(np.arange(signal.shape[-1]) * header.fs / fs_hz, len(bad) - 1).astype(np.int64)]
 
-    length = int(round(window_s * fs_hz))
+    length = round(window_s * fs_hz)
     if not 0 < length <= signal.shape[-1]:
         raise RecordError(
             f"{record_path}: a {window_s} s window does not fit the {header.sig_len / header.fs:g} s record"

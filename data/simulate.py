@@ -99,14 +99,14 @@ class SimulationSpec:
         if not 30.0 <= low <= high <= 200.0:
             raise ValueError(f"heart_rate_bpm must satisfy 30 <= low <= high <= 200, got {self.heart_rate_bpm}")
         if not isinstance(self.shift, CohortShift):
-            raise ValueError(f"shift must be a CohortShift, got {type(self.shift).__name__}")
+            raise TypeError(f"shift must be a CohortShift, got {type(self.shift).__name__}")
         if not _RECORD_NAME.match(self.record_prefix):
             raise ValueError(f"record_prefix must be letters, digits, '_' or '-', got {self.record_prefix!r}")
 
     @property
     def n_samples(self) -> int:
         """Samples per record."""
-        return int(round(self.duration_s * self.fs_hz))
+        return round(self.duration_s * self.fs_hz)
 
 
 def _check_leads(lead_names: tuple[str, ...]) -> None:

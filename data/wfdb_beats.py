@@ -61,7 +61,7 @@ def read_beat_windows(
     signal = preprocess.resample(signal, header.fs, fs_hz)
     bad = bad[np.minimum(np.arange(signal.shape[-1]) * header.fs / fs_hz, len(bad) - 1).astype(np.int64)]
 
-    length = int(round(window_s * fs_hz))
+    length = round(window_s * fs_hz)
     starts = preprocess.resampled_index(samples, header.fs, fs_hz) - length // 2
     inside = (starts >= 0) & (starts + length <= signal.shape[-1])
     dropped["edge"] += int((selected & ~inside).sum())

@@ -17,7 +17,7 @@ def read_header(record_path: Path) -> wfdb.Record:
         raise RecordError(f"{header_file}: header file not found")
     try:
         header = wfdb.rdheader(str(record_path))
-    except Exception as error:  # wfdb raises many types for malformed headers
+    except Exception as error:  # noqa: BLE001 (wfdb raises many types for malformed headers)
         raise RecordError(f"{header_file}: header does not parse ({error})") from None
     if not header.fs or header.fs <= 0 or not header.sig_len:
         raise RecordError(f"{header_file}: header gives no sampling rate or signal length")
@@ -77,5 +77,5 @@ def read_annotations(record_path: Path, extension: str = "atr") -> wfdb.Annotati
         raise RecordError(f"{annotation_file}: annotation file not found")
     try:
         return wfdb.rdann(str(record_path), extension)
-    except Exception as error:  # wfdb raises many types for corrupt annotation files
+    except Exception as error:  # noqa: BLE001 (wfdb raises many types for corrupt annotation files)
         raise RecordError(f"{annotation_file}: annotations do not parse ({error})") from None

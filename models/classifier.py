@@ -7,6 +7,7 @@ protocol (DESIGN §7) and the frozen feature encoder of the fidelity statistics.
 from __future__ import annotations
 
 import copy
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,7 +27,7 @@ class ECGClassifier(nn.Module):
         super().__init__()
         channels = [leads, width, width * 2, width * 4, width * 4]
         stages = []
-        for c_in, c_out in zip(channels[:-1], channels[1:]):
+        for c_in, c_out in itertools.pairwise(channels):
             stages += [nn.Conv1d(c_in, c_out, 7, padding=3, bias=False), nn.BatchNorm1d(c_out), nn.ReLU(), nn.MaxPool1d(2, ceil_mode=True)]
         self.body = nn.Sequential(*stages)
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(channels[-1], num_classes))

@@ -173,7 +173,7 @@ def test_pretrained_source_model_is_adopted_when_it_fits(tiny_run, tmp_path, cap
 
 
 def test_second_run_is_cached_and_force_redoes_it(own_run, capsys):
-    run_dir, args = own_run
+    _run_dir, args = own_run
     capsys.readouterr()
     assert run_cli(*args) == 0
     out = capsys.readouterr().out

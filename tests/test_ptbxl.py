@@ -142,7 +142,7 @@ def test_flat_crop_is_dropped_and_counted(synthetic: Path) -> None:
 
 def test_crop_errors(synthetic: Path) -> None:
     path = synthetic / "records100/00000/00001_lr"
-    kwargs = dict(label="NORM", patient="101", fs_hz=100, band_hz=BAND_HZ)
+    kwargs = {"label": "NORM", "patient": "101", "fs_hz": 100, "band_hz": BAND_HZ}
     with pytest.raises(RecordError, match="V7"):
         read_ptbxl_windows(path, ["II", "V7"], window_s=10, **kwargs)
     with pytest.raises(RecordError, match="12 s window"):
@@ -163,7 +163,7 @@ def test_shared_index(shared: Path) -> None:
 
 def test_shared_record_matches_wfdb(shared: Path) -> None:
     path = shared / "records100/00000/00001_lr"
-    kwargs = dict(label="NORM", patient="15709", fs_hz=100, band_hz=BAND_HZ)
+    kwargs = {"label": "NORM", "patient": "15709", "fs_hz": 100, "band_hz": BAND_HZ}
     assert read_ptbxl_windows(path, LEADS_12, window_s=10, **kwargs).windows.shape == (1, 12, 1000)
 
     two = read_ptbxl_windows(path, ["II", "V1"], window_s=10, **kwargs)

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 from models.samplers import (
+    LOGSNR_START,
     classifier_free_guidance,
     ddim_sample,
     ddpm_sample,
     dpmpp_sample,
     dpmpp_sde_sample,
-    LOGSNR_START,
     sample,
     start_timestep,
     timesteps,

@@ -28,7 +28,7 @@ def _read(folder: Path, name: str) -> tuple[wfdb.Record, np.ndarray, np.ndarray]
 
 
 def _window(signal: np.ndarray, centre: int, start_s: float, stop_s: float) -> np.ndarray:
-    return signal[centre + int(round(start_s * FS)): centre + int(round(stop_s * FS))]
+    return signal[centre + round(start_s * FS): centre + round(stop_s * FS)]
 
 
 def _files(folder: Path) -> dict[str, bytes]:

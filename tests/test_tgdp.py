@@ -208,7 +208,7 @@ def test_regularizers_switch_off_with_eta_zero():
     assert row["total"] == pytest.approx(row["guidance"] + 0.5 * row["cycle"] + 2.0 * row["consistency"], rel=1e-6)
     assert any(not torch.equal(a, b) for a, b in zip(on.parameters(), off.parameters()))
 
-    only_cycle, cycle_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5), with_target=True)
+    _only_cycle, cycle_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5), with_target=True)
     assert all(row["consistency"] == 0.0 and row["cycle"] > 0 for row in cycle_log)
 
 

@@ -11,7 +11,7 @@ from data.records import RecordError
 from data.wfdb_beats import read_beat_windows
 from tests.conftest import spiky_ecg, write_record
 
-GEOMETRY = dict(fs_hz=125.0, window_s=0.8, band_hz=(0.5, 40.0), symbol_to_class=AAMI_SYMBOL_TO_CLASS, classes=["N", "S", "V"])
+GEOMETRY = {"fs_hz": 125.0, "window_s": 0.8, "band_hz": (0.5, 40.0), "symbol_to_class": AAMI_SYMBOL_TO_CLASS, "classes": ["N", "S", "V"]}
 
 
 def read(path, leads=("MLII",), **overrides):
@@ -19,7 +19,7 @@ def read(path, leads=("MLII",), **overrides):
 
 
 def test_windows_are_centred_on_beats_and_resampled(tiny_record):
-    path, beats, symbols = tiny_record
+    path, beats, _symbols = tiny_record
     result = read(path)
     # the first beat (0.5 s) fits a 0.8 s window; every beat does
     assert result.windows.shape == (20, 1, 100)

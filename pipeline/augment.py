@@ -149,12 +149,13 @@ def _check_class_counts(target: Path, meta: pd.DataFrame, classes: list[str], mi
 
 
 def _split(meta: pd.DataFrame, seed: int) -> np.ndarray:
-    """train/val by patient (80/20); with a single patient, by window, stratified by class."""
-    if meta["patient"].nunique() >= 2:
-        assignment = split_patients(meta["patient"].tolist(), meta["label"].tolist(), fractions=(0.8, 0.2, 0.0),
+    """train/val by patient (about 80/20); with fewer than 3 patients, by window, stratified by class."""
+    if meta["patient"].nunique() >= 3:
+        assignment = split_patients(meta["patient"].tolist(), meta["label"].tolist(), fractions=(0.8, 0.1, 0.1),
                                     seed=seed)
-        return meta["patient"].map(assignment).to_numpy().astype(object)
-    print("augment: one patient only, so validation windows come from the same patient as training ones")
+        # augment tests nothing itself, so the patients a split would keep for testing validate too
+        return meta["patient"].map(assignment).replace({"test": "val"}).to_numpy().astype(object)
+    print("augment: fewer than 3 patients, so validation windows come from the same patients as training ones")
     rng = np.random.default_rng(seed)
     splits = np.full(len(meta), "train", dtype=object)
     for rows in meta.groupby("label").indices.values():

@@ -71,7 +71,7 @@ def test_augmented_wfdb_folder_is_read_back_by_ingest(tmp_path, source_model):
 
 
 def test_augmented_npz_flags_synthetic_windows_after_a_tgdp_transfer(tmp_path, source_model):
-    target = _records(tmp_path / "mine")
+    target = _records(tmp_path / "mine", n_patients=2)  # too few patients for a patient-level split
     assert _augment(tmp_path, source_model, target, "--format", "npz") == 0
     with np.load(tmp_path / "out" / "augmented.npz") as npz:
         flags, labels, patients, windows = npz["synthetic"], npz["labels"], npz["patients"], npz["windows"]

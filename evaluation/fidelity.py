@@ -74,6 +74,7 @@ def fidelity_per_class(
     seed: int = 0,
     *,
     encoder_input: Callable[[np.ndarray], np.ndarray] | None = None,
+    real_features: np.ndarray | None = None,
     min_windows: int = 10,
 ) -> dict[str, dict[str, float]]:
     """{class name or "all": {metric: value}} for every name in METRICS.
@@ -81,7 +82,8 @@ def fidelity_per_class(
     real, fake: windows [N, leads, T] in mV (the clinical measurements need mV); labels
     are indices into `classes`. The encoder sees `encoder_input(windows)`, e.g. a cohort's
     `.normalized`, or the windows as given when None; without an encoder the
-    ENCODER_METRICS are NaN. A class with fewer than `min_windows` windows on either side
+    ENCODER_METRICS are NaN. `real_features`, the encoder's features of `real`, saves
+    recomputing them when several fake sets are scored against the same real windows. A class with fewer than `min_windows` windows on either side
     (PRDC needs more than k = 5) gets NaN metrics and a warning.
     """
     real, fake = np.asarray(real), np.asarray(fake)
@@ -90,7 +92,9 @@ def fidelity_per_class(
         real_features = fake_features = None
     else:
         prepare = encoder_input or np.asarray
-        real_features, fake_features = encoder_features(encoder, prepare(real)), encoder_features(encoder, prepare(fake))
+        if real_features is None:
+            real_features = encoder_features(encoder, prepare(real))
+        fake_features = encoder_features(encoder, prepare(fake))
     groups = {name: (real_labels == k, fake_labels == k) for k, name in enumerate(classes)}
     groups["all"] = (np.ones(len(real), dtype=bool), np.ones(len(fake), dtype=bool))
     results = {}

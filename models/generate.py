@@ -74,6 +74,20 @@ class DiffusionModel:
             return guided_denoiser(eps, self.guidance, self.schedule, scale)
         return eps
 
+    @property
+    def window_shape(self) -> tuple[int, int]:
+        """(leads, samples) of one window: the shape the network generates."""
+        return len(self.extra["leads"]), round(self.extra["fs_hz"] * self.extra["window_s"])
+
+    def sample_mv(self, labels: np.ndarray, *, method: str = "dpmpp_sde", steps: int = 25, seed: int = 0,
+                  batch_size: int = 256, guidance_scale: float = 1.0, transfer_scale: float | None = None,
+                  progress: bool = False) -> np.ndarray:
+        """Windows [len(labels), leads, T] in mV for class indices `labels`, sampled with `generate`."""
+        normalized = generate(self.denoiser(guidance_scale, transfer_scale), self.schedule, labels, self.window_shape,
+                              method=method, steps=steps, seed=seed, batch_size=batch_size, device=self.net_device,
+                              progress=progress)
+        return self.to_mv(normalized)
+
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Undo the per-lead normalization: x · std + mean, as float32 [N, leads, T] in mV."""
         stats = self.extra["normalization"]

@@ -23,7 +23,7 @@ from data.export import export_windows, write_synthetic_cohort
 from data.ingest import class_counts, list_wfdb_records
 from data.splits import split_patients
 from data.store import write_cohort
-from models.generate import DiffusionModel, generate
+from models.generate import DiffusionModel
 from pipeline.cohorts import read_cohort_windows
 from pipeline.config import Config, ConfigError, config_from_dict
 from pipeline.diffusion_stages import resolve_device
@@ -76,9 +76,7 @@ def augment(
 
     transferred = DiffusionModel.load(model_file, resolve_device(device))
     labels = np.repeat(np.arange(len(model.classes)), n_per_class)
-    shape = (len(model.extra["leads"]), windows.shape[-1])
-    synthetic = transferred.to_mv(generate(transferred.denoiser(), transferred.schedule, labels, shape,
-                                           steps=sampling_steps, seed=seed, device=transferred.net_device, progress=True))
+    synthetic = transferred.sample_mv(labels, steps=sampling_steps, seed=seed, progress=True)
     names = np.asarray(model.classes)[labels]
     written = export_windows(
         out, np.concatenate([windows, synthetic]), np.concatenate([meta["label"].to_numpy(str), names]),
@@ -173,10 +171,9 @@ def _write_source_cohort(run: RunDir, source_model: Path, model: DiffusionModel,
     if (folder / "cohort.json").is_file() and json.loads((folder / "cohort.json").read_text()).get("sampled") == marker:
         return
     labels = np.repeat(np.arange(len(model.classes)), per_class)
-    shape = (len(model.extra["leads"]), round(model.extra["fs_hz"] * model.extra["window_s"]))
-    normalized = generate(model.denoiser(), model.schedule, labels, shape, steps=steps, seed=seed + 1, progress=True)
+    windows = model.sample_mv(labels, steps=steps, seed=seed + 1, progress=True)
     description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
-    write_synthetic_cohort(folder, model.to_mv(normalized), labels, classes=model.classes,
+    write_synthetic_cohort(folder, windows, labels, classes=model.classes,
                            description={**description, "sampled": marker}, method="source", split="train")
 
 

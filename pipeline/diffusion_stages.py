@@ -10,7 +10,7 @@ import torch
 
 from data.export import export_windows, write_synthetic_cohort
 from data.store import read_cohort
-from models.generate import DiffusionModel, generate, labels_for_mix, save_model_file
+from models.generate import DiffusionModel, labels_for_mix, save_model_file
 from models.schedule import NoiseSchedule
 from models.training import TrainConfig, train_diffusion
 from models.unet import UNet1D, UNetConfig
@@ -103,11 +103,9 @@ def sample_command(
         labels = labels_for_mix(n, class_mix or {name: 1.0 for name in classes}, classes)
     except ValueError as error:
         raise ConfigError(f"--class-mix: {error}") from None
-    shape = (len(model.extra["leads"]), round(model.extra["fs_hz"] * model.extra["window_s"]))
     started = time.time()
-    normalized = generate(model.denoiser(guidance_scale, transfer_scale), model.schedule, labels, shape, method=method, steps=steps,
-                          seed=seed, batch_size=batch_size, device=model.net_device, progress=True)
-    windows = model.to_mv(normalized)
+    windows = model.sample_mv(labels, method=method, steps=steps, seed=seed, batch_size=batch_size,
+                              guidance_scale=guidance_scale, transfer_scale=transfer_scale, progress=True)
     seconds = time.time() - started
     description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
     description["sampler"] = {"method": method, "steps": steps, "seed": seed, "guidance_scale": guidance_scale,

@@ -18,7 +18,7 @@ import pandas as pd
 
 from data.store import Cohort, read_cohort
 from evaluation import figures
-from evaluation.fidelity import fidelity_per_class, train_encoder
+from evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
 from evaluation.privacy import memorization
 from evaluation.report import Section, write_report
 from evaluation.utility import build_arms, class_indices, run_utility
@@ -80,19 +80,21 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
     arms = build_arms(source, target, {m: (s.windows, s.meta["label"].tolist()) for m, s in synthetic.items()})
     utility = run_utility(arms, val, test, classes, settings.seeds, classifier, n_boot=settings.bootstrap, device=device)
     # 2. fidelity in one frozen encoder's feature space, trained on real source + target train windows
-    encoder_x = np.concatenate([target.normalized(source.split("train").windows), target.normalized(train.windows)])
+    source_train = source.split("train")
+    encoder_x = np.concatenate([target.normalized(source_train.windows), target.normalized(train.windows)])
     encoder_y = np.concatenate([class_indices(part.meta["label"], classes, name)
-                                for part, name in ((source.split("train"), "source train"), (train, "target train"))])
+                                for part, name in ((source_train, "source train"), (train, "target train"))])
     encoder = train_encoder(encoder_x, encoder_y, target.normalized(val.windows),
                             class_indices(val.meta["label"], classes, "target val"), config.seed,
                             num_classes=len(classes), settings=classifier, device=device)
     test_y = class_indices(test.meta["label"], classes, "target test")
+    test_features = encoder_features(encoder, target.normalized(test.windows))  # the same for every candidate
     candidates = {REFERENCE: val, **synthetic}
     fidelity_rows, privacy_rows = [], []
     for name, candidate in candidates.items():
         labels = class_indices(candidate.meta["label"], classes, name)
         scores = fidelity_per_class(test.windows, test_y, candidate.windows, labels, classes, fs_hz, encoder, config.seed,
-                                    encoder_input=target.normalized)
+                                    encoder_input=target.normalized, real_features=test_features)
         fidelity_rows += [{"method": name, "class": cls, **values} for cls, values in scores.items()]
         privacy_rows.append({"method": name, **memorization(candidate.windows, train.windows, test.windows,
                                                             percentile=settings.memorization_percentile)})

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from data.export import write_synthetic_cohort
-from models.generate import DiffusionModel, generate
+from models.generate import DiffusionModel
 from pipeline.config import Config, ConfigError
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
@@ -39,15 +39,14 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Pat
         return out
     model = DiffusionModel.load(model_file, resolve_device(config.device))
     labels = np.repeat(np.arange(len(model.classes)), settings.samples_per_class)
-    shape = (len(model.extra["leads"]), round(model.extra["fs_hz"] * model.extra["window_s"]))
-    normalized = generate(model.denoiser(), model.schedule, labels, shape, method=settings.sampler,
-                          steps=settings.sampling_steps, seed=config.seed, device=model.net_device, progress=True)
+    windows = model.sample_mv(labels, method=settings.sampler, steps=settings.sampling_steps, seed=config.seed,
+                              progress=True)
     description = {key: model.extra[key] for key in ("fs_hz", "window_s", "normalization")}
     description["leads"] = _target_leads(run, model.extra["leads"])
     description["sampler"] = {"method": settings.sampler, "steps": settings.sampling_steps, "seed": config.seed,
                               "transfer_method": method, "model_leads": model.extra["leads"],
                               "seconds": round(time.time() - started, 2)}
-    write_synthetic_cohort(out, model.to_mv(normalized), labels, classes=model.classes, description=description,
+    write_synthetic_cohort(out, windows, labels, classes=model.classes, description=description,
                            method=method)
     run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[out / "cohort.json"])
     print(f"sample {method}: {len(labels)} windows in {time.time() - started:.0f} s → {out}")

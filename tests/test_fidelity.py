@@ -19,6 +19,7 @@ from evaluation.distances import (
 from evaluation.fidelity import (
     ENCODER_METRICS,
     METRICS,
+    encoder_features,
     fidelity_per_class,
     train_encoder,
 )
@@ -290,6 +291,10 @@ def test_fidelity_per_class_reports_every_class_and_metric():
     assert np.isfinite(scores["S"]["wasserstein_rr_prev_ms"])  # only S windows show an earlier beat
     assert (scores["all"]["n_real"], scores["all"]["n_fake"]) == (100, 80)
     assert 0.3 < scores["N"]["discriminator_auroc"] < 0.7  # same generator for real and fake
+    precomputed = fidelity_per_class(real, real_labels, fake, fake_labels, CLASSES, FS, encoder, seed=0,
+                                     encoder_input=lambda w: w / 0.5,
+                                     real_features=encoder_features(encoder, real / 0.5))
+    np.testing.assert_equal(precomputed, scores)  # NaN where both are NaN
 
 
 def test_fidelity_per_class_skips_small_classes_and_checks_labels():

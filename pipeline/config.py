@@ -198,6 +198,8 @@ class EvaluationConfig(_Strict):
     classifier_steps_per_epoch: int = Field(100, gt=0)
     classifier_batch_size: int = Field(128, gt=0)
     classifier_patience: int = Field(4, ge=1, description="epochs without a better validation macro-F1")
+    max_val_windows: int = Field(4000, gt=0, description="target val windows for the classifiers' early stopping: a "
+                                 "seeded random subset when there are more (as transfer.max_val_windows)")
     bootstrap: int = Field(200, gt=0, description="resamples of the test patients")
     memorization_percentile: float = Field(5.0, gt=0, lt=100)
 

@@ -73,19 +73,20 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
     settings = config.evaluation
     classes, fs_hz = target.classes, float(target.info["fs_hz"])
     train, val, test = (target.split(name) for name in ("train", "val", "test"))
+    early_stopping = val.subsample(settings.max_val_windows, config.seed)
     device = resolve_device(config.device)
     classifier = ClassifierTraining(epochs=settings.classifier_epochs, steps_per_epoch=settings.classifier_steps_per_epoch,
                                     batch_size=settings.classifier_batch_size, patience=settings.classifier_patience)
     # 1. utility: one classifier per arm and seed, tested on held-out target patients
     arms = build_arms(source, target, {m: (s.windows, s.meta["label"].tolist()) for m, s in synthetic.items()})
-    utility = run_utility(arms, val, test, classes, settings.seeds, classifier, n_boot=settings.bootstrap, device=device)
+    utility = run_utility(arms, early_stopping, test, classes, settings.seeds, classifier, n_boot=settings.bootstrap, device=device)
     # 2. fidelity in one frozen encoder's feature space, trained on real source + target train windows
     source_train = source.split("train")
     encoder_x = np.concatenate([target.normalized(source_train.windows), target.normalized(train.windows)])
     encoder_y = np.concatenate([class_indices(part.meta["label"], classes, name)
                                 for part, name in ((source_train, "source train"), (train, "target train"))])
-    encoder = train_encoder(encoder_x, encoder_y, target.normalized(val.windows),
-                            class_indices(val.meta["label"], classes, "target val"), config.seed,
+    encoder = train_encoder(encoder_x, encoder_y, target.normalized(early_stopping.windows),
+                            class_indices(early_stopping.meta["label"], classes, "target val"), config.seed,
                             num_classes=len(classes), settings=classifier, device=device)
     test_y = class_indices(test.meta["label"], classes, "target test")
     test_features = encoder_features(encoder, target.normalized(test.windows))  # the same for every candidate

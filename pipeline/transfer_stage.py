@@ -6,7 +6,6 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import torch
 
@@ -77,11 +76,10 @@ def _target_tensors(target, max_val_windows: int, seed: int) -> dict[str, tuple[
         part = target.split(split)
         if not len(part.meta):
             raise ConfigError(f"target cohort has no {split} windows; check target.split")
-        rows = np.arange(len(part.meta))
-        if split == "val" and len(rows) > max_val_windows:
-            rows = np.sort(np.random.default_rng(seed).choice(rows, max_val_windows, replace=False))
-        tensors[split] = (torch.from_numpy(target.normalized(part.windows[rows])),
-                          torch.from_numpy(part.meta["label_index"].to_numpy()[rows]))
+        if split == "val":
+            part = part.subsample(max_val_windows, seed)
+        tensors[split] = (torch.from_numpy(target.normalized(part.windows)),
+                          torch.tensor(part.meta["label_index"].to_numpy()))
     return tensors
 
 

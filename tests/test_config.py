@@ -45,3 +45,13 @@ def test_missing_file_and_broken_toml(tmp_path):
     broken.write_text("name = \n")
     with pytest.raises(ConfigError, match="broken.toml: not valid TOML"):
         load_config(broken)
+
+
+def test_config_sampler_names_are_the_samplers_models_provide():
+    # config.py spells the names out so that loading a config does not import torch
+    from typing import get_args
+
+    from models.samplers import SAMPLERS
+    from pipeline.config import EvaluationConfig
+
+    assert set(get_args(EvaluationConfig.model_fields["sampler"].annotation)) == set(SAMPLERS)

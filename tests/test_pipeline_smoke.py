@@ -53,6 +53,7 @@ TINY = [
     "evaluation.classifier_steps_per_epoch=3",
     "evaluation.classifier_batch_size=16",
     "evaluation.bootstrap=10",
+    "evaluation.max_val_windows=50",
 ]
 
 

@@ -63,3 +63,17 @@ def test_windows_and_meta_must_agree_on_write(tmp_path):
     windows, meta, info = _cohort()
     with pytest.raises(ValueError, match="6 windows but 5 meta rows"):
         write_cohort(tmp_path / "c", windows, meta.iloc[:5], info)
+
+
+def test_subsample_is_seeded_ordered_and_keeps_windows_with_their_rows(tmp_path):
+    windows, meta, info = _cohort(20)
+    write_cohort(tmp_path / "c", windows, meta, info)
+    cohort = read_cohort(tmp_path / "c")
+    subset = cohort.subsample(7, seed=3)
+    assert len(subset.meta) == len(subset.windows) == 7
+    rows = subset.meta["sample_index"].to_numpy()
+    assert np.all(np.diff(rows) > 0), "rows stay in their order, without repeats"
+    assert np.array_equal(subset.windows, windows[rows])
+    assert np.array_equal(cohort.subsample(7, seed=3).meta["sample_index"], rows)
+    assert not np.array_equal(cohort.subsample(7, seed=4).meta["sample_index"], rows)
+    assert cohort.subsample(20, seed=3) is cohort

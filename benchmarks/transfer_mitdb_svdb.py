@@ -7,9 +7,10 @@ For each budget (labeled target beats drawn from the recipe's training patients)
 adopt the shipped source model, run every method of `transfer.methods`, sample, evaluate;
 each stage is timed, and cached stages are reused (a rerun only redoes what changed).
 Writes benchmarks/results/transfer_mitdb_svdb.json (every row and stage time) and .md
-(the README table): per method and budget, macro-F1, S and V sensitivity/PPV and macro
+(the README tables): per method and budget, macro-F1, S and V sensitivity/PPV and macro
 AUROC of "target real + synthetic", with the seed interval, and MMD, Fréchet distance and
-memorized share of its samples; the real-data arms of the same budget as reference rows.
+memorized share of its samples; the real-data arms of the same budget as reference rows;
+and the seconds each stage took.
 """
 from __future__ import annotations
 
@@ -89,6 +90,17 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def stage_seconds_table(results: list[dict]) -> str:
+    """Wall-clock seconds of every stage (rows) per budget (columns), as recorded when the stage was computed."""
+    stages_seen = list(dict.fromkeys(stage for result in results for stage in result["seconds_when_computed"]))
+    lines = ["| stage | " + " | ".join(f"budget {result['budget']}" for result in results) + " |",
+             "|---|" + "---|" * len(results)]
+    for stage in stages_seen:
+        cells = [result["seconds_when_computed"].get(stage) for result in results]
+        lines.append(f"| {stage} | " + " | ".join("" if c is None else f"{c:.0f}" for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--config", type=Path, default=Path("configs/mitdb_to_svdb.toml"))
@@ -103,7 +115,7 @@ def main() -> None:
               "cpu_count": os.cpu_count(), "machine": platform.machine(), "budgets": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
-    table = markdown_table(results)
+    table = markdown_table(results) + "\nSeconds per stage (2-core CPU unless stated):\n\n" + stage_seconds_table(results)
     args.out.with_suffix(".md").write_text(table)
     print(table)
 

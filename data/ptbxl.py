@@ -138,13 +138,16 @@ def read_ptbxl_windows(
     window_s: float,
     band_hz: tuple[float, float],
     columns: dict[str, object] | None = None,
+    record: str | None = None,
 ) -> RecordWindows:
     """Non-overlapping `window_s` crops of one record, each labeled with the record's `label`.
 
     The named leads (case-insensitive: "aVR" reads "AVR") are band-passed at the record's
     own rate, resampled to `fs_hz` and cut from the start into float32 [n, leads, T] crops
     in mV; crops touching NaN or flat-line samples are dropped and counted. `columns`
-    (e.g. strat_fold, device) are repeated for every crop.
+    (e.g. strat_fold, device) are repeated for every crop. `record` names the record in the
+    windows' meta (the index's ecg_id, which `records` / `exclude_records` filter on);
+    by default the file name.
     """
     record_path = Path(record_path)
     header = read_header(record_path)
@@ -168,7 +171,7 @@ def read_ptbxl_windows(
 
     n = len(starts)
     return RecordWindows(
-        record=record_path.name,
+        record=record or record_path.name,
         patient=patient,
         windows=preprocess.cut_windows(signal, starts, length).astype(np.float32),
         labels=np.full(n, label),

@@ -76,7 +76,7 @@ def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFr
         columns = {name: row[name] for name in extra_columns}
         tasks.append(
             (row["record"], partial(read_ptbxl_windows, Path(row["path"]), cohort.leads, label=label,
-                                    patient=str(row["patient"]), columns=columns, **geometry))
+                                    patient=str(row["patient"]), columns=columns, record=str(row["record"]), **geometry))
         )
     result = read_records(tasks, workers=config.workers, desc=desc)
     result.dropped_before_reading.update(dropped)

@@ -87,5 +87,6 @@ def test_ptbxl_device_recipe_reads_12_leads_with_superclasses(tmp_path):
     assert set(source.meta["device"].str.strip().str[:5]) == {"CS-12"}
     assert set(target.meta["device"].str[:4]) == {"AT-6"}
     assert set(source.meta["label"]) <= {"NORM", "MI", "STTC", "CD", "HYP"}
+    assert source.meta["record"].str.fullmatch(r"[1-9][0-9]*").all(), "records are named by ecg_id, as the filters are"
     folds = source.meta.groupby("split")["strat_fold"].agg(lambda f: set(f))
     assert folds["test"] == {10} and folds["val"] == {9}

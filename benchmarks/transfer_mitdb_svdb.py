@@ -67,7 +67,7 @@ def run_budget(config_path: Path, budget: int, run_dir: Path, overrides: list[st
 
 def markdown_table(results: list[dict]) -> str:
     """One row per budget and arm: utility with the seed interval, then the samples' fidelity and privacy."""
-    lines = ["| budget | arm | macro-F1 [95% seeds] | macro AUROC | S sens. | S PPV | V sens. | V PPV | MMD | Fréchet | memorized |",
+    lines = ["| budget | arm | macro-F1 [95% seeds] | macro AUROC [95% seeds] | S sens. | S PPV | V sens. | V PPV | MMD | Fréchet | memorized |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for result in results:
         utility = pd.DataFrame(result["utility"]).set_index("arm")
@@ -78,8 +78,8 @@ def markdown_table(results: list[dict]) -> str:
         for arm in arms:
             row = utility.loc[arm]
             method = arm.split(":", 1)[1] if ":" in arm else None
-            cells = [f"{row['macro_f1']:.3f} [{row['macro_f1_seed_low']:.3f}, {row['macro_f1_seed_high']:.3f}]"]
-            cells += [f"{row[column]:.3f}" for column in UTILITY_COLUMNS[1:]]
+            cells = [f"{row[m]:.3f} [{row[m + '_seed_low']:.3f}, {row[m + '_seed_high']:.3f}]" for m in UTILITY_COLUMNS[:2]]
+            cells += [f"{row[column]:.3f}" for column in UTILITY_COLUMNS[2:]]
             if method is not None:
                 cells += [f"{fidelity.loc[method, 'mmd']:.4f}", f"{fidelity.loc[method, 'frechet']:.2f}",
                           f"{privacy.loc[method, 'memorized_share']:.3f}"]

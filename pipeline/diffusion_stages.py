@@ -59,7 +59,7 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
     }
     train, val = cohort.split("train"), cohort.split("val")
     tensors = {
-        name: (torch.from_numpy(cohort.normalized(part.windows)), torch.from_numpy(part.meta["label_index"].to_numpy()))
+        name: (torch.from_numpy(cohort.normalized(part.windows)), torch.tensor(part.meta["label_index"].to_numpy()))
         for name, part in (("train", train), ("val", val))
     }
     result = train_diffusion(

@@ -107,7 +107,7 @@ def _fit_tgdp(config: Config, source: dict, source_train, data: dict, model_file
     """TGDP on the source train split vs the target train split; early stopped on the target val split."""
     settings = config.transfer.tgdp
     source_x = torch.from_numpy(source_train.normalized())
-    source_y = torch.from_numpy(source_train.meta["label_index"].to_numpy())
+    source_y = torch.tensor(source_train.meta["label_index"].to_numpy())
     frozen = trainable_copy(source["ema"]["weights"], source["extra"]["unet"]).to(device).eval().requires_grad_(False)
     fit = fit_tgdp(
         frozen, _schedule(source), (source_x, source_y), data["train"], _tgdp_settings(config),

@@ -79,7 +79,7 @@ def markdown_table(results: list[dict]) -> str:
             row = utility.loc[arm]
             method = arm.split(":", 1)[1] if ":" in arm else None
             cells = [f"{row[m]:.3f} [{row[m + '_seed_low']:.3f}, {row[m + '_seed_high']:.3f}]" for m in UTILITY_COLUMNS[:2]]
-            cells += [f"{row[column]:.3f}" for column in UTILITY_COLUMNS[2:]]
+            cells += [_number(row[column]) for column in UTILITY_COLUMNS[2:]]
             if method is not None:
                 cells += [f"{fidelity.loc[method, 'mmd']:.4f}", f"{fidelity.loc[method, 'frechet']:.2f}",
                           f"{privacy.loc[method, 'memorized_share']:.3f}"]
@@ -88,6 +88,11 @@ def markdown_table(results: list[dict]) -> str:
             label = f"real + synthetic: {method}" if method else arm
             lines.append(f"| {result['budget']} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _number(value: float) -> str:
+    """Three decimals; "–" for an undefined metric (PPV of a class the classifier never predicts)."""
+    return "–" if pd.isna(value) else f"{value:.3f}"
 
 
 def stage_seconds_table(results: list[dict]) -> str:

@@ -39,8 +39,7 @@ class Cohort:
 
     def split(self, name: str) -> Cohort:
         """The windows of one split ("train", "val" or "test"), loaded into memory."""
-        rows = np.flatnonzero(self.meta["split"].to_numpy() == name)
-        return Cohort(np.asarray(self.windows[rows]), self.meta.iloc[rows].reset_index(drop=True), self.info)
+        return self._rows(np.flatnonzero(self.meta["split"].to_numpy() == name))
 
     def subsample(self, max_windows: int, seed: int) -> Cohort:
         """At most `max_windows` windows drawn at random without replacement (seeded), kept in their order.
@@ -50,7 +49,10 @@ class Cohort:
         """
         if len(self.meta) <= max_windows:
             return self
-        rows = np.sort(np.random.default_rng(seed).choice(len(self.meta), max_windows, replace=False))
+        return self._rows(np.sort(np.random.default_rng(seed).choice(len(self.meta), max_windows, replace=False)))
+
+    def _rows(self, rows: np.ndarray) -> Cohort:
+        """The windows and meta rows at positions `rows`, loaded into memory."""
         return Cohort(np.asarray(self.windows[rows]), self.meta.iloc[rows].reset_index(drop=True), self.info)
 
     def normalized(self, windows: np.ndarray | None = None) -> np.ndarray:

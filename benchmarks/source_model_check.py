@@ -94,7 +94,7 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     picked = np.sort(np.concatenate([rng.choice(np.flatnonzero(train_labels == k), args.n_per_class, replace=False)
                                      for k in range(len(classes))]))
-    rows = {"real mitdb": {name: train.windows[train.meta["label_index"].to_numpy() == k] for k, name in enumerate(classes)}}
+    rows = {"real mitdb": {name: train.windows[train_labels == k] for k, name in enumerate(classes)}}
     agreement = {}
     for scale in args.guidance_scales:
         generated = generate(generator_model.denoiser(scale), generator_model.schedule, labels, shape, steps=25,

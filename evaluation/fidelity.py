@@ -83,8 +83,9 @@ def fidelity_per_class(
     are indices into `classes`. The encoder sees `encoder_input(windows)`, e.g. a cohort's
     `.normalized`, or the windows as given when None; without an encoder the
     ENCODER_METRICS are NaN. `real_features`, the encoder's features of `real`, saves
-    recomputing them when several fake sets are scored against the same real windows. A class with fewer than `min_windows` windows on either side
-    (PRDC needs more than k = 5) gets NaN metrics and a warning.
+    recomputing them when several fake sets are scored against the same real windows. A
+    class with fewer than `min_windows` windows on either side (PRDC needs more than k = 5)
+    gets NaN metrics and a warning.
     """
     real, fake = np.asarray(real), np.asarray(fake)
     real_labels, fake_labels = _checked_labels(real_labels, len(real), classes), _checked_labels(fake_labels, len(fake), classes)

@@ -3,10 +3,14 @@
     python benchmarks/source_model_check.py --checkpoint runs/pretrain_mitdb/models/source/model.pt \
         --cohort runs/pretrain_mitdb/cohorts/source --out models/pretrained/mitdb_nsv_128hz [--ship]
 
-Trains the project's downstream 1D CNN on the real cohort's train split (early stopped on
-val), then classifies real test windows and n real train windows per class (references) and generated windows of each class
-(SDE-DPM-Solver++, 25 steps) at each classifier-free guidance scale (1 = plain conditional
-sampling). Writes check.json and beats.png (generated beats per class next to real ones) into --out; with --ship also copies model.pt (EMA weights + extra) and log.csv there, for the repository.
+Trains the project's downstream classifier on the real cohort's train split (early stopped on
+val), then classifies real test windows and n real train windows per class (references) and
+generated windows of each class (SDE-DPM-Solver++, 25 steps) at each classifier-free guidance
+scale (1 = plain conditional sampling). Per class it also compares the rhythm around the anchor
+beat, log(RR before / RR after) detected in the window (`data.rhythm`), of generated and real
+train windows (Wasserstein-1 distance and medians). Writes check.json and beats.png (generated
+windows per class next to real ones) into --out; with --ship also copies model.pt (EMA weights +
+extra) and log.csv there, for the repository.
 """
 from __future__ import annotations
 
@@ -22,22 +26,36 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
+from data.rhythm import beat_context
 from data.store import read_cohort
-from models.classifier import (
-    ClassifierTraining,
-    ECGClassifier,
-    predict,
-    train_classifier,
-)
+from evaluation.classifier_inputs import WindowGeometry
+from evaluation.downstream import DownstreamClassifier
+from evaluation.fidelity import rhythm_distance
+from models.classifier import ClassifierTraining
 from models.generate import DiffusionModel, generate
 
 
-def classifier_on_real(cohort, seed: int) -> ECGClassifier:
+def classifier_on_real(cohort, seed: int) -> tuple[DownstreamClassifier, callable]:
+    """The project's classifier trained on the real train split, early stopped on val: (its inputs, predict_proba)."""
     train, val = cohort.split("train"), cohort.split("val")
-    model = ECGClassifier(len(cohort.info["leads"]), len(cohort.classes))
-    settings = ClassifierTraining(epochs=15, steps_per_epoch=200, patience=4, seed=seed)
-    return train_classifier(model, cohort.normalized(train.windows), train.meta["label_index"].to_numpy(), settings,
-                            val_x=cohort.normalized(val.windows), val_y=val.meta["label_index"].to_numpy())
+    downstream = DownstreamClassifier(WindowGeometry.of(cohort.info), len(cohort.classes),
+                                      ClassifierTraining(epochs=15, steps_per_epoch=200, patience=4))
+    predict_proba = downstream.fit(downstream.prepare(train.windows), train.meta["label_index"].to_numpy(),
+                                   downstream.prepare(val.windows), val.meta["label_index"].to_numpy(), seed)
+    return downstream, predict_proba
+
+
+def rhythm_by_class(windows: np.ndarray, labels: np.ndarray, geometry: WindowGeometry) -> dict[int, np.ndarray]:
+    """log(RR before / RR after) of each window's anchor beat, grouped by class index."""
+    ratio = beat_context(windows, geometry.fs_hz, geometry.anchor).log_rr_ratio()
+    return {k: ratio[labels == k] for k in np.unique(labels)}
+
+
+def rhythm_summary(real: dict[int, np.ndarray], fake: dict[int, np.ndarray], classes: list[str]) -> dict:
+    """Per class: Wasserstein-1 distance and the medians of the two log RR ratio distributions."""
+    return {name: {"wasserstein": round(rhythm_distance(real[k], fake[k]), 4),
+                   "median_real": round(float(np.nanmedian(real[k])), 4),
+                   "median_generated": round(float(np.nanmedian(fake[k])), 4)} for k, name in enumerate(classes)}
 
 
 def per_class_agreement(probabilities: np.ndarray, labels: np.ndarray, classes: list[str]) -> dict[str, float]:
@@ -87,7 +105,8 @@ def main() -> None:
     generator_model = DiffusionModel.load(args.checkpoint)
     labels = np.repeat(np.arange(len(classes)), args.n_per_class)
     shape = (len(cohort.info["leads"]), cohort.windows.shape[-1])
-    classifier = classifier_on_real(cohort, args.seed)
+    geometry = WindowGeometry.of(cohort.info)
+    downstream, classify = classifier_on_real(cohort, args.seed)
     test = cohort.split("test")
     train = cohort.split("train")
     train_labels = train.meta["label_index"].to_numpy()
@@ -95,25 +114,29 @@ def main() -> None:
     picked = np.sort(np.concatenate([rng.choice(np.flatnonzero(train_labels == k), args.n_per_class, replace=False)
                                      for k in range(len(classes))]))
     rows = {"real mitdb": {name: train.windows[train_labels == k] for k, name in enumerate(classes)}}
-    agreement = {}
+    real_rhythm = rhythm_by_class(train.windows[picked], train_labels[picked], geometry)
+    agreement, rhythm = {}, {}
     for scale in args.guidance_scales:
-        generated = generate(generator_model.denoiser(scale), generator_model.schedule, labels, shape, steps=25,
-                             seed=args.seed, progress=True)
-        agreement[f"guidance_scale_{scale:g}"] = per_class_agreement(predict(classifier, generated), labels, classes)
-        rows[f"generated, guidance {scale:g}"] = {name: generator_model.to_mv(generated[labels == k])
-                                                  for k, name in enumerate(classes)}
+        generated = generator_model.to_mv(generate(generator_model.denoiser(scale), generator_model.schedule, labels,
+                                                   shape, steps=25, seed=args.seed, progress=True))
+        key = f"guidance_scale_{scale:g}"
+        agreement[key] = per_class_agreement(classify(downstream.prepare(generated)), labels, classes)
+        rhythm[key] = rhythm_summary(real_rhythm, rhythm_by_class(generated, labels, geometry), classes)
+        rows[f"generated, guidance {scale:g}"] = {name: generated[labels == k] for k, name in enumerate(classes)}
     report = {
         "checkpoint": str(args.checkpoint),
         "classes": classes,
         "n_generated_per_class": args.n_per_class,
         "sampler": "dpmpp_sde (SDE-DPM-Solver++(2M)), 25 steps; classifier-free guidance at each scale",
-        "classifier": "ECGClassifier trained on the real train split, early stopped on val macro-F1",
-        "real_test_sensitivity": per_class_agreement(predict(classifier, cohort.normalized(test.windows)),
+        "classifier": "the project's downstream classifier trained on the real train split, early stopped on val "
+                      "macro-F1",
+        "real_test_sensitivity": per_class_agreement(classify(downstream.prepare(test.windows)),
                                                      test.meta["label_index"].to_numpy(), classes),
         # the generator learned the train patients: the same classifier on their real windows is the fair reference
-        "real_train_sensitivity": per_class_agreement(predict(classifier, cohort.normalized(train.windows[picked])),
+        "real_train_sensitivity": per_class_agreement(classify(downstream.prepare(train.windows[picked])),
                                                       train_labels[picked], classes),
         "generated_assigned_to_conditioned_class": agreement,
+        "rhythm_log_rr_ratio_vs_real_train": rhythm,
     }
     (args.out / "check.json").write_text(json.dumps(report, indent=2) + "\n")
     beats_figure(rows, cohort.info["fs_hz"], args.out / "beats.png")

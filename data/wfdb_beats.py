@@ -23,8 +23,10 @@ def read_beat_windows(
     classes: list[str],
     patient: str | None = None,
     annotator: str = "atr",
+    anchor_s: float | None = None,
 ) -> RecordWindows:
-    """One window of `window_s` seconds centred on each annotated beat of the class list.
+    """One window of `window_s` seconds around each annotated beat of the class list, the beat at `anchor_s`
+    seconds from the window's start (default: the centre), so the window holds the neighbouring beats.
 
     The named leads are band-passed at the record's own rate, resampled to `fs_hz` and
     cut into float32 [n, leads, T] windows in mV. Beats are dropped, and counted by reason,
@@ -62,7 +64,8 @@ def read_beat_windows(
     bad = bad[np.minimum(np.arange(signal.shape[-1]) * header.fs / fs_hz, len(bad) - 1).astype(np.int64)]
 
     length = round(window_s * fs_hz)
-    starts = preprocess.resampled_index(samples, header.fs, fs_hz) - length // 2
+    anchor = length // 2 if anchor_s is None else round(anchor_s * fs_hz)
+    starts = preprocess.resampled_index(samples, header.fs, fs_hz) - anchor
     inside = (starts >= 0) & (starts + length <= signal.shape[-1])
     dropped["edge"] += int((selected & ~inside).sum())
     keep = selected & inside

@@ -1,6 +1,6 @@
 """Clinical measurements of beat-centred windows and their real-vs-synthetic Wasserstein distances (DESIGN §7).
 
-A window [leads, T] holds one annotated beat at sample T // 2; the first lead is measured.
+A window [leads, T] holds one annotated beat at its anchor sample (by default T // 2); the first lead is measured.
 neurokit2's delineators need several beats (`nk.ecg_delineate` raises "The data length
 is too small to be segmented" on a 1 s window) and its R-peak detector misses peaks in
 the first ~0.1 s of a signal, where the previous beat of a short window lies; so each
@@ -39,9 +39,10 @@ _T_MIN_SHARE = 0.05  # a T wave smaller than 5% of the QRS size counts as absent
 
 
 def measure_beats(
-    windows: np.ndarray, fs_hz: float, *, max_windows: int | None = None, seed: int = 0
+    windows: np.ndarray, fs_hz: float, *, max_windows: int | None = None, seed: int = 0, anchor: int | None = None
 ) -> dict[str, np.ndarray]:
-    """R amplitude (window units, mV for cohorts), QRS width, RR context and QT (ms) of windows [N, leads, T].
+    """R amplitude (window units, mV for cohorts), QRS width, RR context and QT (ms) of the beat at sample
+    `anchor` (default T // 2) of windows [N, leads, T].
 
     Returns one float array [n] per name in MEASUREMENTS, NaN where a window cannot be
     measured; n = N, or `max_windows` windows drawn with `seed` when N is larger.
@@ -57,21 +58,23 @@ def measure_beats(
                          f"than the {2 * _QRS_SEARCH_S} s a QRS is searched in")
     smoothing = max(5, round(0.04 * fs_hz) // 2 * 2 + 1)  # odd, ~40 ms
     slope = signal.savgol_filter(lead, smoothing, 2, deriv=1, delta=1.0 / fs_hz, axis=1)  # mV/s
-    rows = np.array([_measure_one(x, s, fs_hz) for x, s in zip(lead, slope)]).reshape(len(lead), len(MEASUREMENTS))
+    anchor = lead.shape[1] // 2 if anchor is None else anchor
+    rows = np.array([_measure_one(x, s, fs_hz, anchor) for x, s in zip(lead, slope)]).reshape(len(lead), len(MEASUREMENTS))
     rows[~finite] = np.nan  # a window with a NaN or infinite sample is not measured
     return {name: rows[:, k] for k, name in enumerate(MEASUREMENTS)}
 
 
 def compare_measurements(
-    real: np.ndarray, fake: np.ndarray, fs_hz: float, *, max_windows: int | None = 1000, seed: int = 0, min_values: int = 5
+    real: np.ndarray, fake: np.ndarray, fs_hz: float, *, max_windows: int | None = 1000, seed: int = 0, min_values: int = 5,
+    anchor: int | None = None,
 ) -> dict[str, float]:
     """Wasserstein-1 distance (scipy.stats.wasserstein_distance) per measurement between real and fake windows.
 
     NaN measurements are dropped; a measurement with fewer than `min_values` values on
     either side gives NaN. Units are those of the measurement (mV or ms).
     """
-    a = measure_beats(real, fs_hz, max_windows=max_windows, seed=seed)
-    b = measure_beats(fake, fs_hz, max_windows=max_windows, seed=seed + 1)
+    a = measure_beats(real, fs_hz, max_windows=max_windows, seed=seed, anchor=anchor)
+    b = measure_beats(fake, fs_hz, max_windows=max_windows, seed=seed + 1, anchor=anchor)
     out = {}
     for name in MEASUREMENTS:
         u, v = a[name][np.isfinite(a[name])], b[name][np.isfinite(b[name])]
@@ -79,9 +82,9 @@ def compare_measurements(
     return out
 
 
-def _measure_one(x: np.ndarray, slope: np.ndarray, fs_hz: float) -> tuple[float, float, float, float]:
-    """(R amplitude, QRS ms, RR ms, QT ms) of one baseline-free lead x [T] with its slope [T]."""
-    length, centre = len(x), len(x) // 2
+def _measure_one(x: np.ndarray, slope: np.ndarray, fs_hz: float, centre: int) -> tuple[float, float, float, float]:
+    """(R amplitude, QRS ms, RR ms, QT ms) of the beat at `centre` of one baseline-free lead x [T] with its slope."""
+    length = len(x)
     reach = max(1, round(_R_SEARCH_S * fs_hz))
     near = slice(centre - reach, centre + reach + 1)
     r_amplitude = float(x[near].max())

@@ -5,12 +5,12 @@ each method; synthetic only (train-synthetic-test-real); source real + target re
 source real. Every arm early-stops on the target "val" split and is tested on the target
 "test" split, whose patients never appear in any training split.
 
-Scale: every window (source, target, synthetic) is normalized with the target cohort's
-stored statistics, one affine map per lead. That puts real and synthetic windows on one
-scale because all of them are stored in mV: `ecg-tgdp ingest` fits the statistics once
-on the source train split and writes the same numbers into both cohorts' cohort.json;
-the diffusion models train on windows normalized with them, and `ecg-tgdp sample`
-undoes that normalization (the checkpoint carries it) before writing samples/<method>.
+Scale: every window (source, target, synthetic) is stored in mV and goes through the same
+input preparation of the downstream classifier (`evaluation.downstream`): the project's
+classifier reads each beat against its own window's rhythm and neighbouring beats
+(`evaluation.classifier_inputs`), a user's classifier the windows normalized with the
+target cohort's statistics (`ecg-tgdp ingest` fits them on the source train split and
+writes the same numbers into both cohorts' cohort.json).
 
 Reported: macro-F1, balanced accuracy, macro AUROC and per-class sensitivity and
 positive predictive value (the AAMI way for S and V); per metric the mean over seeds
@@ -19,23 +19,18 @@ patients, computed on the seed-averaged probabilities.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import torch
 from scipy import stats
 from tqdm.auto import tqdm
 
 from data.store import Cohort
+from evaluation.downstream import DownstreamClassifier
 from evaluation.report import json_ready
-from models.classifier import (
-    ClassifierTraining,
-    ECGClassifier,
-    predict,
-    train_classifier,
-)
+from models.classifier import ClassifierInputs
 
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> dict[str, float]:
@@ -136,50 +131,45 @@ def _percentile_interval(values: np.ndarray) -> tuple[float, float]:
 
 @dataclass
 class Arm:
-    """One training set of the utility protocol: normalized windows [N, leads, T] and target class indices [N]."""
+    """One training set of the utility protocol: prepared classifier inputs and target class indices [N]."""
 
     name: str
-    windows: np.ndarray
+    inputs: ClassifierInputs
     labels: np.ndarray
     parts: tuple[str, ...] = ()  # what it is made of, e.g. ("target_real", "synthetic:tgdp")
 
 
 def build_arms(
-    source: Cohort, target: Cohort, synthetic: Mapping[str, tuple[np.ndarray, Sequence[str]]]
+    source: Cohort, target: Cohort, synthetic: Mapping[str, tuple[np.ndarray, Sequence[str]]],
+    prepare: Callable[[np.ndarray], ClassifierInputs],
 ) -> list[Arm]:
     """The arms of DESIGN §7 from the source and target train splits and synthetic windows per method.
 
-    synthetic: method → (windows [N, leads, T] in mV, class name per window), e.g. read
-    from samples/<method>. Labels are mapped to the target's class indices by name; every
-    window is normalized with the target cohort's stored statistics (module docstring).
+    synthetic: method → (windows [N, leads, T] in mV, class name per window), e.g. read from
+    samples/<method>. Labels are mapped to the target's class indices by name; every part's
+    windows (in mV) go through `prepare` once, the downstream classifier's input preparation.
     """
     target_train, source_train = target.split("train"), source.split("train")
-    parts = {
-        "target_real": _labeled(target, target_train.windows, target_train.meta["label"], "target train"),
-        "source_real": _labeled(target, source_train.windows, source_train.meta["label"], "source train"),
+    windows = {
+        "target_real": (target_train.windows, target_train.meta["label"], "target train"),
+        "source_real": (source_train.windows, source_train.meta["label"], "source train"),
     }
-    for method, (windows, labels) in synthetic.items():
-        parts[f"synthetic:{method}"] = _labeled(target, windows, labels, f"synthetic {method}")
-    shapes = {name: x.shape[1:] for name, (x, _) in parts.items()}
+    for method, (x, labels) in synthetic.items():
+        windows[f"synthetic:{method}"] = (x, labels, f"synthetic {method}")
+    shapes = {name: np.asarray(x).shape[1:] for name, (x, _, _) in windows.items()}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"training windows differ in [leads, T]: {shapes}")
-    empty = [name for name, (x, _) in parts.items() if not len(x)]
+    empty = [name for name, (x, _, _) in windows.items() if not len(x)]
     if empty:
         raise ValueError(f"no training windows in {empty}")
+    labels = {name: class_indices(y, target.classes, where) for name, (_, y, where) in windows.items()}
+    inputs = {name: prepare(np.asarray(x, dtype=np.float32)) for name, (x, _, _) in windows.items()}
     recipes = {"target_real": ("target_real",)}
     recipes |= {f"target_real+synthetic:{m}": ("target_real", f"synthetic:{m}") for m in synthetic}
     recipes |= {f"synthetic_only:{m}": (f"synthetic:{m}",) for m in synthetic}
     recipes |= {"source_real+target_real": ("source_real", "target_real"), "source_real": ("source_real",)}
-    return [
-        Arm(name, np.concatenate([parts[p][0] for p in recipe]), np.concatenate([parts[p][1] for p in recipe]), recipe)
-        for name, recipe in recipes.items()
-    ]
-
-
-def _labeled(target: Cohort, windows_mv: np.ndarray, labels: Sequence[str], where: str) -> tuple[np.ndarray, np.ndarray]:
-    """(windows normalized with the target's statistics, target class indices looked up by name)."""
-    windows = target.normalized(np.asarray(windows_mv, dtype=np.float32)).astype(np.float32)
-    return windows, class_indices(labels, target.classes, where)
+    return [Arm(name, ClassifierInputs.concat([inputs[p] for p in recipe]),
+                np.concatenate([labels[p] for p in recipe]), recipe) for name, recipe in recipes.items()]
 
 
 def class_indices(labels: Sequence[str], classes: Sequence[str], where: str) -> np.ndarray:
@@ -201,6 +191,7 @@ class UtilityResult:
     ensemble: dict[str, dict[str, float]]  # arm → metric on the seed-averaged probabilities
     bootstrap: dict[str, dict[str, tuple[float, float]]]  # arm → metric → 95% patient-bootstrap interval
     train_sizes: dict[str, dict[str, int]]  # arm → class → training windows
+    classifier: str = "ecg-tgdp"  # the downstream classifier (`evaluation.downstream`)
 
     def table(self) -> pd.DataFrame:
         """One row per arm: for each metric the seed mean, its t-interval and the patient-bootstrap interval."""
@@ -218,6 +209,7 @@ class UtilityResult:
         """A JSON-ready dict (NaN → None) with the table, per-seed values, ensemble metrics and sizes."""
         return json_ready({
             "classes": self.classes,
+            "classifier": self.classifier,
             "seeds": list(self.seeds),
             "seed_interval": "Student-t 95% over seeds",
             "bootstrap_interval": "95% percentile, test patients resampled, seed-averaged probabilities",
@@ -247,25 +239,22 @@ def run_utility(
     val: Cohort,
     test: Cohort,
     classes: Sequence[str],
+    downstream: DownstreamClassifier,
     seeds: Sequence[int] = (0, 1, 2),
-    settings: ClassifierTraining | None = None,
     progress: bool = True,
     *,
     n_boot: int = 200,
-    device: torch.device | str = "cpu",
 ) -> UtilityResult:
-    """Train one ECGClassifier per arm and seed, early-stopped on `val`, and score it on `test`.
+    """Train the downstream classifier once per arm and seed, early-stopped on `val`, and score it on `test`.
 
-    val, test: the target cohort's "val" and "test" splits (in mV; normalized here with
-    their stored statistics, the same as `build_arms` uses). A seed fixes the weight
-    initialization and the batch sampling (`ClassifierTraining.seed` is replaced by it).
-    The patient bootstrap runs on the seed-averaged test probabilities, so its interval
-    reflects which test patients were drawn, not training noise; the seed interval does that.
+    val, test: the target cohort's "val" and "test" splits (in mV), prepared like the arms with
+    `downstream.prepare`. A seed fixes the weight initialization and the batch sampling. The
+    patient bootstrap runs on the seed-averaged test probabilities, so its interval reflects
+    which test patients were drawn, not training noise; the seed interval does that.
     """
     classes, seeds = list(classes), tuple(seeds)
-    settings = settings or ClassifierTraining()
-    val_x, val_y = val.normalized(), class_indices(val.meta["label"], classes, "target val")
-    test_x, test_y = test.normalized(), class_indices(test.meta["label"], classes, "target test")
+    val_x, val_y = downstream.prepare(val.windows), class_indices(val.meta["label"], classes, "target val")
+    test_x, test_y = downstream.prepare(test.windows), class_indices(test.meta["label"], classes, "target test")
     patients = test.meta["patient"].astype(str).to_numpy()
     per_seed, ensemble, bootstrap = {}, {}, {}
     bar = tqdm(total=len(arms) * len(seeds), desc="utility", unit="model", disable=not progress)
@@ -273,8 +262,8 @@ def run_utility(
         probabilities = []
         for seed in seeds:
             bar.set_postfix_str(f"{arm.name} seed {seed}")
-            model = _trained_classifier(arm, len(classes), val_x, val_y, replace(settings, seed=seed), device)
-            probabilities.append(predict(model, test_x, device=device))
+            predict_proba = downstream.fit(arm.inputs, arm.labels, val_x, val_y, seed)
+            probabilities.append(predict_proba(test_x))
             per_seed.setdefault(arm.name, {})[seed] = classification_metrics(test_y, probabilities[-1], classes)
             bar.update()
         mean_probabilities = np.mean(probabilities, axis=0)
@@ -282,13 +271,4 @@ def run_utility(
         bootstrap[arm.name] = patient_bootstrap(test_y, mean_probabilities, patients, classes, n_boot=n_boot, seed=0)
     bar.close()
     sizes = {arm.name: {name: int((arm.labels == k).sum()) for k, name in enumerate(classes)} for arm in arms}
-    return UtilityResult(classes, seeds, per_seed, ensemble, bootstrap, sizes)
-
-
-def _trained_classifier(
-    arm: Arm, num_classes: int, val_x: np.ndarray, val_y: np.ndarray, settings: ClassifierTraining, device
-) -> ECGClassifier:
-    with torch.random.fork_rng(devices=[]):  # seeded initialization without moving the caller's global stream
-        torch.manual_seed(settings.seed)
-        model = ECGClassifier(arm.windows.shape[1], num_classes)
-    return train_classifier(model, arm.windows, arm.labels, settings, val_x=val_x, val_y=val_y, device=device)
+    return UtilityResult(classes, seeds, per_seed, ensemble, bootstrap, sizes, downstream.name)

@@ -42,6 +42,7 @@ class DiffusionModel:
         missing = [key for key in EXTRA_KEYS if key not in extra]
         if "ema" not in payload or missing:
             raise CheckpointError(f"{path}: not a diffusion checkpoint (missing {missing or ['ema']})")
+        extra.setdefault("anchor_s", extra["window_s"] / 2)  # checkpoints from before context windows: centred beats
         schedule = NoiseSchedule.from_name(extra["schedule"]["kind"], extra["schedule"]["num_steps"])
         reference = _frozen_unet(extra, payload["reference_ema"], device) if "reference_ema" in payload else None
         guidance = None

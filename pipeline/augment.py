@@ -69,7 +69,8 @@ def augment(
     _check_class_counts(target, meta, model.classes, min_per_class)
     meta.insert(meta.columns.get_loc("label_index") + 1, "split", _split(meta, seed))
     info = {"name": "target", "database": str(target), "format": config.target.format, "classes": model.classes,
-            "leads": config.target.leads, **{key: model.extra[key] for key in ("fs_hz", "window_s", "normalization")}}
+            "leads": config.target.leads,
+            **{key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}}
     write_cohort(run.path / "cohorts" / "target", windows, meta, {**info, "counts": class_counts(meta, model.classes)})
     _write_source_cohort(run, source_model, model, source_per_class, sampling_steps, seed)
     model_file = transfer_stage(config, run, [method])[method]
@@ -109,7 +110,8 @@ def _config(target: Path, model: DiffusionModel, *, method: str, labels_csv: str
               "leads": leads, "labels_csv": labels_csv, "fs_in_hz": fs_in_hz}
     raw = {
         "name": f"augment_{target.stem}", "seed": seed, "device": device, "data_root": str(target.parent),
-        "windows": {"fs_hz": model.extra["fs_hz"], "window_s": model.extra["window_s"], "classes": model.classes},
+        "windows": {"fs_hz": model.extra["fs_hz"], "window_s": model.extra["window_s"],
+                    "anchor_s": model.extra.get("anchor_s"), "classes": model.classes},
         # not read: the source cohort is sampled from the source model (see _write_source_cohort)
         "source": {"format": "arrays", "database": "source model samples"},
         "target": cohort,
@@ -172,7 +174,7 @@ def _write_source_cohort(run: RunDir, source_model: Path, model: DiffusionModel,
         return
     labels = np.repeat(np.arange(len(model.classes)), per_class)
     windows = model.sample_mv(labels, steps=steps, seed=seed + 1, progress=True)
-    description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
+    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "leads", "normalization")}
     write_synthetic_cohort(folder, windows, labels, classes=model.classes,
                            description={**description, "sampled": marker}, method="source", split="train")
 

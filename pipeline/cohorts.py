@@ -34,12 +34,20 @@ def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc
             path.name,
             partial(
                 read_beat_windows, path, cohort.leads, symbol_to_class=symbol_map(cohort.label_map), classes=classes,
-                patient=cohort.patients.get(path.name, path.name), annotator=cohort.annotator, **geometry,
+                patient=cohort.patients.get(path.name, path.name), annotator=cohort.annotator,
+                anchor_s=config.windows.beat_anchor_s(), **geometry,
             ),
         )
         for path in list_wfdb_records(folder, cohort.records, cohort.exclude_records)
     ]
     return read_records(tasks, workers=config.workers, desc=desc)
+
+
+def anchor_of(config: Config, cohort: CohortConfig) -> float | None:
+    """Seconds from a window's start to its annotated beat: beat windows (beat-annotated WFDB, simulated records,
+    arrays of beat windows) have one; record crops (PTB-XL, record labels from a CSV) have none."""
+    crops = cohort.format == "ptbxl" or (cohort.format in ("wfdb", "simulated") and cohort.labels_csv)
+    return None if crops else config.windows.beat_anchor_s()
 
 
 def read_cohort_windows(config: Config, cohort: CohortConfig, folder: Path, desc: str,

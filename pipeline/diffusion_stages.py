@@ -54,7 +54,7 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
     extra = {
         "unet": {**asdict(unet), "channel_mults": list(unet.channel_mults)},
         "schedule": {"kind": settings.model.schedule, "num_steps": settings.model.num_steps},
-        **{key: cohort.info[key] for key in ("classes", "leads", "fs_hz", "window_s", "normalization")},
+        **{key: cohort.info.get(key) for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s", "normalization")},
         "trained_on": cohort.info["database"],
     }
     train, val = cohort.split("train"), cohort.split("val")
@@ -85,9 +85,10 @@ def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:
     if not Path(path).is_file():
         raise ConfigError(f"source_model.pretrained: {path} not found")
     extra = DiffusionModel.load(path).extra
-    for key in ("classes", "leads", "fs_hz", "window_s"):
-        if extra[key] != cohort_info[key]:
-            raise ConfigError(f"source_model.pretrained: {path} has {key}={extra[key]!r}, the source cohort {cohort_info[key]!r}")
+    for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s"):
+        if extra.get(key) != cohort_info.get(key):
+            raise ConfigError(f"source_model.pretrained: {path} has {key}={extra.get(key)!r}, the source cohort "
+                              f"{cohort_info.get(key)!r}")
     shutil.copyfile(path, checkpoint)
     print(f"train-source: using the pretrained model {path}")
 
@@ -107,7 +108,7 @@ def sample_command(
     windows = model.sample_mv(labels, method=method, steps=steps, seed=seed, batch_size=batch_size,
                               guidance_scale=guidance_scale, transfer_scale=transfer_scale, progress=True)
     seconds = time.time() - started
-    description = {key: model.extra[key] for key in ("fs_hz", "window_s", "leads", "normalization")}
+    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "leads", "normalization")}
     description["sampler"] = {"method": method, "steps": steps, "seed": seed, "guidance_scale": guidance_scale,
                               "transfer_method": model.method, "transfer_scale": transfer_scale,
                               "checkpoint": str(checkpoint), "seconds": round(seconds, 2)}

@@ -16,8 +16,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from data.rhythm import beat_context
 from data.store import Cohort, read_cohort
 from evaluation import figures
+from evaluation.classifier_inputs import WindowGeometry, classifier_inputs
+from evaluation.downstream import load_downstream
 from evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
 from evaluation.privacy import memorization
 from evaluation.report import Section, write_report
@@ -62,9 +65,10 @@ def _method_name(folder: Path) -> str:
 def _checked_samples(folder: Path, target: Cohort) -> Cohort:
     """A samples folder whose windows have the target's geometry and classes."""
     samples = read_cohort(folder, mmap=False)
-    for key in ("fs_hz", "window_s", "leads"):
-        if samples.info[key] != target.info[key]:
-            raise ConfigError(f"{folder}: samples have {key}={samples.info[key]!r}, the target cohort {target.info[key]!r}")
+    for key in ("fs_hz", "window_s", "anchor_s", "leads"):
+        if samples.info.get(key) != target.info.get(key):
+            raise ConfigError(f"{folder}: samples have {key}={samples.info.get(key)!r}, the target cohort "
+                              f"{target.info.get(key)!r}")
     class_indices(samples.meta["label"], target.classes, str(folder))  # fails on a class the target lacks
     return samples
 
@@ -77,25 +81,37 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
     device = resolve_device(config.device)
     classifier = ClassifierTraining(epochs=settings.classifier_epochs, steps_per_epoch=settings.classifier_steps_per_epoch,
                                     batch_size=settings.classifier_batch_size, patience=settings.classifier_patience)
+    geometry = WindowGeometry.of(target.info)
+    try:
+        downstream = load_downstream(settings.classifier, geometry, len(classes), classifier, device)
+    except (ValueError, TypeError) as error:
+        raise ConfigError(f"evaluation.classifier: {error}") from None
     # 1. utility: one classifier per arm and seed, tested on held-out target patients
-    arms = build_arms(source, target, {m: (s.windows, s.meta["label"].tolist()) for m, s in synthetic.items()})
-    utility = run_utility(arms, early_stopping, test, classes, settings.seeds, classifier, n_boot=settings.bootstrap, device=device)
-    # 2. fidelity in one frozen encoder's feature space, trained on real source + target train windows
+    arms = build_arms(source, target, {m: (s.windows, s.meta["label"].tolist()) for m, s in synthetic.items()},
+                      downstream.prepare)
+    utility = run_utility(arms, early_stopping, test, classes, downstream, settings.seeds, n_boot=settings.bootstrap)
+    # 2. fidelity in one frozen encoder's feature space (the project's classifier) trained on real source + target
+    def prepare(windows: np.ndarray):
+        return classifier_inputs(windows, geometry)
+
     source_train = source.split("train")
-    encoder_x = np.concatenate([target.normalized(source_train.windows), target.normalized(train.windows)])
+    encoder_x = prepare(np.concatenate([source_train.windows, train.windows]))
     encoder_y = np.concatenate([class_indices(part.meta["label"], classes, name)
                                 for part, name in ((source_train, "source train"), (train, "target train"))])
-    encoder = train_encoder(encoder_x, encoder_y, target.normalized(early_stopping.windows),
+    encoder = train_encoder(encoder_x, encoder_y, prepare(early_stopping.windows),
                             class_indices(early_stopping.meta["label"], classes, "target val"), config.seed,
                             num_classes=len(classes), settings=classifier, device=device)
     test_y = class_indices(test.meta["label"], classes, "target test")
-    test_features = encoder_features(encoder, target.normalized(test.windows))  # the same for every candidate
+    test_features = encoder_features(encoder, prepare(test.windows))  # the same for every candidate
+    test_rhythm = _log_rr_ratio(test.windows, geometry)
     candidates = {REFERENCE: val, **synthetic}
     fidelity_rows, privacy_rows = [], []
     for name, candidate in candidates.items():
         labels = class_indices(candidate.meta["label"], classes, name)
+        rhythm = None if test_rhythm is None else (test_rhythm, _log_rr_ratio(candidate.windows, geometry))
         scores = fidelity_per_class(test.windows, test_y, candidate.windows, labels, classes, fs_hz, encoder, config.seed,
-                                    encoder_input=target.normalized, real_features=test_features)
+                                    encoder_input=prepare, real_features=test_features, rhythm=rhythm,
+                                    anchor=geometry.anchor)
         fidelity_rows += [{"method": name, "class": cls, **values} for cls, values in scores.items()]
         privacy_rows.append({"method": name, **memorization(candidate.windows, train.windows, test.windows,
                                                             percentile=settings.memorization_percentile)})
@@ -117,6 +133,13 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
         "figures": _figures(test, synthetic, classes, fs_hz, tables["utility"]),
         "sections": _sections(),
     }
+
+
+def _log_rr_ratio(windows: np.ndarray, geometry: WindowGeometry) -> np.ndarray | None:
+    """The anchor beats' log(RR before / RR after) detected in the windows; None for record crops."""
+    if geometry.anchor is None:
+        return None
+    return beat_context(windows, geometry.fs_hz, geometry.anchor).log_rr_ratio()
 
 
 def _figures(test: Cohort, synthetic: dict[str, Cohort], classes: list[str], fs_hz: float, utility: pd.DataFrame) -> dict:

@@ -41,7 +41,7 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Pat
     labels = np.repeat(np.arange(len(model.classes)), settings.samples_per_class)
     windows = model.sample_mv(labels, method=settings.sampler, steps=settings.sampling_steps, seed=config.seed,
                               progress=True)
-    description = {key: model.extra[key] for key in ("fs_hz", "window_s", "normalization")}
+    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}
     description["leads"] = _target_leads(run, model.extra["leads"])
     description["sampler"] = {"method": settings.sampler, "steps": settings.sampling_steps, "seed": config.seed,
                               "transfer_method": method, "model_leads": model.extra["leads"],

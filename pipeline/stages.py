@@ -10,7 +10,7 @@ from data import simulate
 from data.ingest import class_counts, normalization_stats
 from data.splits import labeled_budget, split_by_fold, split_patients
 from data.store import write_cohort
-from pipeline.cohorts import read_cohort_windows
+from pipeline.cohorts import anchor_of, read_cohort_windows
 from pipeline.config import CohortConfig, Config, ConfigError
 from pipeline.rundir import RunDir, fingerprint_files
 
@@ -67,6 +67,10 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
     if not force and run.is_current("ingest", fingerprint, outputs):
         print("ingest: up to date")
         return
+    anchors = {name: anchor_of(config, cohort) for name, cohort in config.cohorts().items()}
+    if len(set(anchors.values())) > 1:
+        raise ConfigError(f"source and target windows must have one geometry; anchors {anchors} (beat windows vs "
+                          "record crops)")
     details, normalization = {}, None
     for name, cohort in config.cohorts().items():
         windows, meta, result = read_cohort_windows(config, cohort, folders[name], f"ingest {name}", f"{name} cohort")
@@ -83,6 +87,7 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
             "format": cohort.format,
             "fs_hz": config.windows.fs_hz,
             "window_s": config.windows.window_s,
+            "anchor_s": anchors[name],
             "leads": cohort.leads,
             "classes": config.windows.classes,
             "band_hz": config.windows.band_hz,

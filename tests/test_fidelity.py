@@ -5,8 +5,8 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
 
+from evaluation.classifier_inputs import WindowGeometry, classifier_inputs
 from evaluation.clinical import MEASUREMENTS, compare_measurements, measure_beats
 from evaluation.discriminator import discriminator_auroc
 from evaluation.distances import (
@@ -21,12 +21,18 @@ from evaluation.fidelity import (
     METRICS,
     encoder_features,
     fidelity_per_class,
+    rhythm_distance,
     train_encoder,
 )
 from models.classifier import ClassifierTraining, predict
 
 FS = 128.0
 T = 128  # 1 s windows, beat at sample 64
+GEOMETRY = WindowGeometry(FS, T, 64, (0.0,), (0.5,))
+
+
+def prepare(windows: np.ndarray):
+    return classifier_inputs(windows, GEOMETRY)
 
 
 def hann(t: np.ndarray, start: float, stop: float, amplitude: float) -> np.ndarray:
@@ -277,23 +283,25 @@ def test_fidelity_per_class_reports_every_class_and_metric():
     fake, fake_labels = cohort({"N": 30, "S": 30, "V": 20}, rng)
     val, val_labels = cohort({"N": 10, "S": 10, "V": 10}, rng)
     settings = ClassifierTraining(epochs=2, batch_size=32, steps_per_epoch=4)
-    encoder = train_encoder(real, real_labels, val, val_labels, seed=0, num_classes=3, settings=settings)
+    encoder = train_encoder(prepare(real), real_labels, prepare(val), val_labels, seed=0, num_classes=3,
+                            settings=settings)
     assert not encoder.training and not any(p.requires_grad for p in encoder.parameters())
-    assert predict(encoder, val).shape == (30, 3)
+    assert predict(encoder, prepare(val)).shape == (30, 3)
 
     scores = fidelity_per_class(real, real_labels, fake, fake_labels, CLASSES, FS, encoder, seed=0,
-                                encoder_input=lambda w: w / 0.5)
+                                encoder_input=prepare)
     assert list(scores) == [*CLASSES, "all"]
+    no_context = {"wasserstein_rr_prev_ms", "wasserstein_log_rr_ratio"}  # 1 s windows: no beat after the anchor
     for name, row in scores.items():
         assert list(row) == list(METRICS)
-        finite = {metric: value for metric, value in row.items() if metric != "wasserstein_rr_prev_ms"}
+        finite = {metric: value for metric, value in row.items() if metric not in no_context}
         assert all(np.isfinite(value) for value in finite.values()), (name, row)
+        assert np.isnan(row["wasserstein_log_rr_ratio"])  # no rhythm given
     assert np.isfinite(scores["S"]["wasserstein_rr_prev_ms"])  # only S windows show an earlier beat
     assert (scores["all"]["n_real"], scores["all"]["n_fake"]) == (100, 80)
     assert 0.3 < scores["N"]["discriminator_auroc"] < 0.7  # same generator for real and fake
     precomputed = fidelity_per_class(real, real_labels, fake, fake_labels, CLASSES, FS, encoder, seed=0,
-                                     encoder_input=lambda w: w / 0.5,
-                                     real_features=encoder_features(encoder, real / 0.5))
+                                     encoder_input=prepare, real_features=encoder_features(encoder, prepare(real)))
     np.testing.assert_equal(precomputed, scores)  # NaN where both are NaN
 
 
@@ -317,7 +325,15 @@ def test_encoder_training_is_seeded():
     rng = np.random.default_rng(2)
     x, y = cohort({"N": 20, "S": 20, "V": 20}, rng)
     settings = ClassifierTraining(epochs=1, batch_size=16, steps_per_epoch=2)
-    a = train_encoder(x, y, x, y, seed=5, num_classes=3, settings=settings)
-    b = train_encoder(x, y, x, y, seed=5, num_classes=3, settings=settings)
-    with torch.no_grad():
-        assert torch.equal(a.features(torch.as_tensor(x)), b.features(torch.as_tensor(x)))
+    inputs = prepare(x)
+    a = train_encoder(inputs, y, inputs, y, seed=5, num_classes=3, settings=settings)
+    b = train_encoder(inputs, y, inputs, y, seed=5, num_classes=3, settings=settings)
+    np.testing.assert_array_equal(encoder_features(a, inputs), encoder_features(b, inputs))
+
+
+def test_rhythm_distance_sees_prematurity_lost():
+    rng = np.random.default_rng(3)
+    premature = rng.normal(-0.4, 0.05, 200)  # log(RR before / RR after) of premature beats
+    assert rhythm_distance(premature, premature[::-1]) == 0.0
+    assert rhythm_distance(premature, rng.normal(0.0, 0.05, 200)) == pytest.approx(0.4, abs=0.03)
+    assert np.isnan(rhythm_distance(premature, np.array([np.nan, 0.1])))  # too few finite values

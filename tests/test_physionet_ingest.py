@@ -35,7 +35,8 @@ def test_mitdb_matches_the_reference_aami_counts(mitdb_run):
     info = source.info
     assert info["records_used"] == 44 and not info["records_skipped"]
     lost = info["windows_dropped"].get("edge", 0) + info["windows_dropped"].get("nan_or_flat", 0)
-    assert lost < 100  # the manifest reports the beats lost to record edges and flat lines
+    # the manifest reports the beats lost to record edges (a 4 s window reaches 2 s past its beat) and flat lines
+    assert lost < 300
     for label, reference in MITDB_REFERENCE.items():
         count = info["counts"]["by_class"][label]
         assert count <= reference
@@ -57,7 +58,7 @@ def test_splits_are_by_patient_and_records_201_202_stay_together(mitdb_run):
 def test_target_svdb_is_read_from_ecg1_at_128_hz_with_source_normalization(mitdb_run):
     source = read_cohort(mitdb_run.path / "cohorts/source")
     target = read_cohort(mitdb_run.path / "cohorts/target")
-    assert target.info["leads"] == ["ECG1"] and target.windows.shape[1:] == (1, 128)
+    assert target.info["leads"] == ["ECG1"] and target.windows.shape[1:] == (1, 512)
     assert target.info["normalization"] == source.info["normalization"]
     assert target.info["normalization"]["fit_on"] == "source/train"
     assert target.meta.loc[target.meta.split == "train", "patient"].nunique() == 5

@@ -88,7 +88,8 @@ def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
     run_dir, _ = tiny_run
     source = read_cohort(run_dir / "cohorts/source")
     target = read_cohort(run_dir / "cohorts/target")
-    assert source.windows.shape[1:] == (1, 128) and target.windows.shape[1:] == (1, 128)
+    assert source.windows.shape[1:] == (1, 512) and target.windows.shape[1:] == (1, 512)  # 4 s at 128 Hz
+    assert source.info["anchor_s"] == target.info["anchor_s"] == 2.0
     assert set(source.meta["label"]) == {"N", "S", "V"}  # F beats are simulated but not in the class list
     assert source.info["windows_dropped"]["class_not_selected"] > 0
     assert target.meta.loc[target.meta.split == "train", "patient"].nunique() == 2
@@ -124,7 +125,7 @@ def test_sample_from_the_run_checkpoint_gives_a_cohort_in_mv(tiny_run, tmp_path)
     assert run_cli("sample", "--checkpoint", str(checkpoint), "--n", "9", "--class-mix", "N=1,V=2", "--steps", "5",
                    "--out", str(out)) == 0
     samples = read_cohort(out)
-    assert samples.windows.shape == (9, 1, 128)
+    assert samples.windows.shape == (9, 1, 512)
     assert samples.meta["label"].value_counts().to_dict() == {"V": 6, "N": 3}
     assert samples.meta["synthetic"].all() and np.isfinite(samples.windows).all()
 
@@ -136,7 +137,7 @@ def test_every_transfer_method_samples_through_the_cohort_loader(tiny_run, tmp_p
     assert run_cli("sample", "--checkpoint", str(run_dir / f"models/{method}/model.pt"), "--n", "4", "--steps", "3",
                    "--out", str(out)) == 0
     samples = read_cohort(out)
-    assert samples.windows.shape == (4, 1, 128) and set(samples.meta["record"]) == {method}
+    assert samples.windows.shape == (4, 1, 512) and set(samples.meta["record"]) == {method}
 
 
 def test_tgdp_logs_each_loss_term_and_stores_its_guidance(tiny_run):

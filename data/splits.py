@@ -51,9 +51,10 @@ def split_by_fold(folds: Sequence[int], fold_splits: dict[str, list[int]]) -> li
 
 
 def _split_sizes(n: int, fractions: tuple[float, float, float], n_train: int | None) -> list[int]:
-    """Patients per split; every split gets at least one patient when there are three or more."""
-    if n < 3:
-        raise ValueError(f"a patient-level split needs at least 3 patients, got {n}")
+    """Patients per split; every split with a positive fraction gets at least one patient."""
+    needed = 3 if n_train is not None else sum(f > 0 for f in fractions)
+    if n < needed:
+        raise ValueError(f"a patient-level split into {fractions} needs at least {needed} patients, got {n}")
     if n_train is not None:
         if not 1 <= n_train <= n - 2:
             raise ValueError(f"train_patients={n_train} leaves no patients for val and test (of {n})")
@@ -61,8 +62,9 @@ def _split_sizes(n: int, fractions: tuple[float, float, float], n_train: int | N
         n_val = min(rest - 1, max(1, round(rest * fractions[1] / (fractions[1] + fractions[2]))))
         return [n_train, n_val, rest - n_val]
     total = sum(fractions)
-    n_val = max(1, round(n * fractions[1] / total))
-    n_test = max(1, round(n * fractions[2] / total))
+    # a split with a positive fraction gets at least one patient; a zero fraction means no such split
+    n_val = max(1, round(n * fractions[1] / total)) if fractions[1] > 0 else 0
+    n_test = max(1, round(n * fractions[2] / total)) if fractions[2] > 0 else 0
     return [n - n_val - n_test, n_val, n_test]
 
 

@@ -14,6 +14,7 @@ and optionally on t by scale-shift (FiLM, as in the U-Net's residual blocks).
 """
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass
 
@@ -171,7 +172,8 @@ def source_ratios(classifier: DomainClassifier, x: Tensor, y: Tensor, *, r_min: 
 
 @dataclass
 class DomainTraining:
-    """How a domain classifier is trained (binary cross-entropy, AdamW)."""
+    """How a domain classifier is trained (binary cross-entropy, AdamW), and early stopped when held-out
+    windows are given."""
 
     steps: int = 2000
     batch_size: int = 256
@@ -179,24 +181,78 @@ class DomainTraining:
     min_lr_ratio: float = 0.1  # a decayed rate averages out the batch noise that a constant one leaves in log r
     weight_decay: float = 1e-4  # decoupled (AdamW)
     balanced: bool = True  # half source, half target per batch: no n_s/n_t factor, and a small target is seen often
+    val_every: int = 100  # steps between held-out log-losses (with held-out windows)
+    patience: int = 5  # validations without a lower held-out log-loss before stopping; 0 disables early stopping
     seed: int = 0  # batches, timesteps and noise all come from one generator seeded with this
 
     def __post_init__(self) -> None:
-        if min(self.steps, self.batch_size) < 1 or self.lr <= 0 or self.weight_decay < 0 \
-                or not 0 <= self.min_lr_ratio <= 1:
-            raise ValueError(f"invalid {self}: steps and batch_size must be >= 1, lr > 0, weight_decay >= 0, "
-                             "min_lr_ratio in [0, 1]")
+        if min(self.steps, self.batch_size, self.val_every) < 1 or self.lr <= 0 or self.weight_decay < 0 \
+                or not 0 <= self.min_lr_ratio <= 1 or self.patience < 0:
+            raise ValueError(f"invalid {self}: steps, batch_size and val_every must be >= 1, lr > 0, weight_decay "
+                             ">= 0, min_lr_ratio in [0, 1], patience >= 0")
+
+
+@dataclass
+class HeldOut:
+    """Windows neither domain classifier trains on: for early stopping, temperature scaling and diagnostics.
+
+    Scored balanced, the same number from each domain (as the classifiers are trained), `draws` noised
+    copies per window with t uniform on 0..T−1 for a time-dependent classifier, from one seeded generator
+    so every validation sees the same draws.
+    """
+
+    source_x: Tensor
+    source_y: Tensor
+    target_x: Tensor
+    target_y: Tensor
+    max_per_domain: int = 2000
+    draws: int = 4
+    seed: int = 0
+
+    def noised(self, schedule: NoiseSchedule | None) -> tuple[Tensor, Tensor, Tensor | None, Tensor]:
+        """(x or x_t, y, t or None, domain) of the balanced held-out set; domain 1 = target."""
+        generator = torch.Generator().manual_seed(self.seed)
+        n = min(len(self.source_x), len(self.target_x), self.max_per_domain)
+        xs, ys, domains = [], [], []
+        for d, (x, y) in enumerate(((self.source_x, self.source_y), (self.target_x, self.target_y))):
+            rows = torch.randperm(len(x), generator=generator)[:n]
+            xs.append(x[rows].float())
+            ys.append(y[rows].long())
+            domains.append(torch.full((n,), float(d)))
+        x, y, domain = torch.cat(xs), torch.cat(ys), torch.cat(domains)
+        if schedule is None:
+            return x, y, None, domain
+        x, y, domain = (v.repeat_interleave(self.draws, 0) for v in (x, y, domain))
+        t = torch.randint(schedule.num_steps, (len(x),), generator=generator)
+        return schedule.add_noise(x, torch.randn(x.shape, generator=generator), t), y, t, domain
+
+
+@torch.no_grad()
+def domain_logits(classifier: DomainClassifier, x: Tensor, y: Tensor, t: Tensor | None = None, *,
+                  batch_size: int = 1024, device: torch.device | str = "cpu") -> Tensor:
+    """Logits [N] of P(target | x, y[, t]) on CPU, in batches; the classifier's train/eval mode is kept."""
+    was_training = classifier.training
+    classifier.to(device).eval()
+    out = [classifier(x[s:s + batch_size].float().to(device), y[s:s + batch_size].to(device),
+                      None if t is None else t[s:s + batch_size].to(device)).cpu()
+           for s in range(0, len(x), batch_size)]
+    classifier.train(was_training)
+    return torch.cat(out)
 
 
 def train_domain_classifier(
     classifier: DomainClassifier, source_x: Tensor, source_y: Tensor, target_x: Tensor, target_y: Tensor,
-    settings: DomainTraining, *, schedule: NoiseSchedule | None = None, device: torch.device | str = "cpu",
+    settings: DomainTraining, *, schedule: NoiseSchedule | None = None, held_out: HeldOut | None = None,
+    log: list[dict] | None = None, device: torch.device | str = "cpu",
 ) -> DomainClassifier:
     """Fit c(x_0, y), or with `schedule` the time-dependent c'(x_t, y, t), by BCE on source (0) vs target (1).
 
     x [N, leads, T] or [N, D], y [N] long. For c' both domains are noised by x_t = α_t x_0 + σ_t ε with t
-    uniform on 0..T−1 and ε fresh each step, so source and target see the same distribution of t.
-    Returns the classifier in eval mode with its pool sizes and balancing recorded for `ratio`.
+    uniform on 0..T−1 and ε fresh each step, so source and target see the same distribution of t. With
+    `held_out`, the held-out log-loss is computed every `val_every` steps, the best weights are kept and
+    training stops after `patience` validations without improvement; `log` collects one row per validation
+    (step, train_loss, val_log_loss). Returns the classifier in eval mode with its pool sizes and balancing
+    recorded for `ratio`.
     """
     if (schedule is not None) != classifier.config.time_conditioned:
         raise ValueError("pass a schedule exactly when the classifier is time-conditioned (c'(x_t, y, t))")
@@ -206,11 +262,13 @@ def train_domain_classifier(
     y = torch.cat([source_y, target_y]).long()
     domain = torch.cat([torch.zeros(len(source_x)), torch.ones(len(target_x))])
     optimizer = torch.optim.AdamW(classifier.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    validation = None if held_out is None else held_out.noised(schedule)
+    best_loss, best_state, waited, recent = math.inf, None, 0, []
     classifier.to(device).train()
     name = "time-dependent classifier c'" if schedule is not None else "domain classifier c"
-    for step in tqdm(range(settings.steps), desc=name, unit="step", leave=False, disable=None):
+    for step in tqdm(range(1, settings.steps + 1), desc=name, unit="step", leave=False, disable=None):
         for group in optimizer.param_groups:
-            group["lr"] = settings.lr * cosine_lr_factor(step, settings.steps, settings.min_lr_ratio)
+            group["lr"] = settings.lr * cosine_lr_factor(step - 1, settings.steps, settings.min_lr_ratio)
         rows = _domain_batch(len(source_x), len(target_x), settings, generator)
         x0, labels, targets = x[rows], y[rows], domain[rows]
         t = None
@@ -223,6 +281,23 @@ def train_domain_classifier(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        recent.append(loss.item())
+        if validation is None or step % settings.val_every:
+            continue
+        val_x, val_y, val_t, val_domain = validation
+        val_loss = F.binary_cross_entropy_with_logits(domain_logits(classifier, val_x, val_y, val_t, device=device),
+                                                      val_domain).item()
+        if log is not None:
+            log.append({"step": step, "train_loss": sum(recent) / len(recent), "val_log_loss": val_loss})
+        recent = []
+        if val_loss < best_loss:
+            best_loss, best_state, waited = val_loss, copy.deepcopy(classifier.state_dict()), 0
+        else:
+            waited += 1
+            if 0 < settings.patience <= waited:
+                break
+    if best_state is not None:
+        classifier.load_state_dict(best_state)
     classifier.pool_sizes.copy_(torch.tensor([len(source_x), len(target_x)]))
     classifier.balanced.fill_(settings.balanced)
     return classifier.eval()

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor
 
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from models.density_ratio import NetConfig
-from models.guidance import GuidanceNet, guided_denoiser
+from models.density_ratio import DomainClassifier, NetConfig
+from models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
 from models.samplers import DenoiserFn, classifier_free_guidance, sample
 from models.schedule import NoiseSchedule
 from models.transfer import domain_guidance
@@ -32,7 +32,8 @@ class DiffusionModel:
     schedule: NoiseSchedule
     extra: dict
     reference: UNet1D | None = None  # domain guidance: the source network ε_src
-    guidance: GuidanceNet | None = None  # TGDP: h_ψ(x_t, y, t)
+    log_h: LogHFn | None = None  # TGDP: log h(x_t, y, t), from c' or h_ψ
+    guidance_window: tuple[int, int] = (0, 0)  # TGDP: (t_min, fade_steps) of the guidance weight f(t)
 
     @classmethod
     def load(cls, path: Path | str, device: torch.device | str = "cpu") -> DiffusionModel:
@@ -45,12 +46,10 @@ class DiffusionModel:
         extra.setdefault("anchor_s", extra["window_s"] / 2)  # checkpoints from before context windows: centred beats
         schedule = NoiseSchedule.from_name(extra["schedule"]["kind"], extra["schedule"]["num_steps"])
         reference = _frozen_unet(extra, payload["reference_ema"], device) if "reference_ema" in payload else None
-        guidance = None
+        log_h, window = None, (0, 0)
         if "guidance" in payload:
-            guidance = GuidanceNet(NetConfig(**payload["guidance"]["config"]))
-            guidance.load_state_dict(payload["guidance"]["weights"])
-            guidance = guidance.to(device).eval().requires_grad_(False)
-        return cls(_frozen_unet(extra, payload["ema"], device), schedule, extra, reference, guidance)
+            log_h, window = _guidance(payload["guidance"], device)
+        return cls(_frozen_unet(extra, payload["ema"], device), schedule, extra, reference, log_h, window)
 
     @property
     def net_device(self) -> torch.device:
@@ -66,13 +65,14 @@ class DiffusionModel:
 
     def denoiser(self, guidance_scale: float = 1.0, transfer_scale: float | None = None) -> DenoiserFn:
         """The model's ε function: classifier-free guidance (scale 1 = plain conditional), then the
-        transfer method's guidance with its stored scale unless `transfer_scale` overrides it."""
+        transfer method's guidance with its stored scale unless `transfer_scale` overrides it (the
+        composition at a CFG scale ≠ 1 is stated in `models.guidance`)."""
         eps = classifier_free_guidance(self.net, self.net.null_class, guidance_scale)
-        scale = self.extra.get("guidance_scale", 1.0) if transfer_scale is None else transfer_scale
+        scale = self.extra.get("transfer_scale", 1.0) if transfer_scale is None else transfer_scale
         if self.reference is not None:
             return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, guidance_scale), eps, scale)
-        if self.guidance is not None:
-            return guided_denoiser(eps, self.guidance, self.schedule, scale)
+        if self.log_h is not None:
+            return guided_denoiser_from_log_h(eps, self.log_h, self.schedule, scale, fade_weight(*self.guidance_window))
         return eps
 
     @property
@@ -94,6 +94,16 @@ class DiffusionModel:
         stats = self.extra["normalization"]
         mean, std = (np.asarray(stats[key], dtype=np.float32)[:, None] for key in ("mean", "std"))
         return (np.asarray(x, dtype=np.float32) * std + mean).astype(np.float32)
+
+
+def _guidance(payload: dict, device) -> tuple[LogHFn, tuple[int, int]]:
+    """TGDP's log h from a checkpoint's guidance entry: c' (time_classifier) or h_ψ (regression), frozen."""
+    estimator = payload.get("estimator", "regression")  # checkpoints before the time-classifier estimator
+    network = (DomainClassifier if estimator == "time_classifier" else GuidanceNet)(NetConfig(**payload["config"]))
+    network.load_state_dict(payload["weights"])
+    network = network.to(device).eval().requires_grad_(False)
+    log_h = classifier_log_h(network) if estimator == "time_classifier" else network.log_h
+    return log_h, (int(payload.get("t_min", 0)), int(payload.get("fade_steps", 0)))
 
 
 def _frozen_unet(extra: dict, ema: dict, device: torch.device | str) -> UNet1D:

@@ -1,13 +1,27 @@
-"""TGDP's guidance network h_ψ(x_t, y, t) ≈ E_p[r(x_0, y) | x_t, y] and the guided denoiser built on it.
+"""TGDP's guidance h(x_t, y, t) = q_t/p_t and the guided denoiser built on it.
 
 With r = q/p, q_t(x_t | y) = p_t(x_t | y) · h(x_t, y, t), so ∇ log q_t = ∇ log p_t + ∇ log h (TGDP §3,
 DESIGN §6). Since ε = −σ_t ∇ log p_t (Song et al. 2021), the target's ε-prediction is
 
-    ε̃(x_t, y, t) = ε_θ(x_t, y, t) − w · σ_t · ∇_x log h(x_t, y, t),   w = 1 in theory.
+    ε̃(x_t, y, t) = ε_θ(x_t, y, t) − w · f(t) · σ_t · ∇_x log h(x_t, y, t),   w = 1 in theory,
+
+with f(t) ∈ [0, 1] switching the guidance off below t_min, where the domains are separable and the
+estimate of h is not to be trusted (`fade_weight`). Two estimates of log h:
+
+- the guidance network h_ψ (the paper's), regressed on the clean-window ratio r (`GuidanceNet`);
+- the time-dependent domain classifier itself, log h = logit c'(x_t, y, t) (`classifier_log_h`): trained
+  with BCE on balanced batches of noised source and target windows, its logit is at the optimum exactly
+  log q_t(x_t, y)/p_t(x_t, y) (discriminator guidance, Kim et al. ICML 2023, applied to transfer).
 
 The paper's released code adds the gradient with a plus sign and without σ_t, which pushes samples away
 from the target and mis-scales the guidance across t; here the sign and factor follow the identity above
 (pinned by tests/test_gmm_guidance.py). Guidance wraps the denoiser function; samplers are never edited.
+
+Composed with classifier-free guidance at scale s (`models.samplers.classifier_free_guidance`), the
+transfer term is added to the CFG ε: ε̃ = ε_uncond + s (ε_cond − ε_uncond) − w σ_t ∇ log h. h is fit
+against the conditional source p(x | y), so the composition is exact at s = 1 (the target q(x | y)); at
+s ≠ 1 the base is the sharpened source p(x | y) p(y | x)^(s−1) and the same h tilts it by q/p, which
+targets q(x | y) p(y | x)^(s−1): the target, sharpened by the *source's* class posterior.
 """
 from __future__ import annotations
 
@@ -18,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.density_ratio import ConditionedNet, NetConfig
+from models.density_ratio import ConditionedNet, DomainClassifier, NetConfig
 from models.samplers import DenoiserFn
 from models.schedule import NoiseSchedule
 
@@ -78,20 +92,45 @@ def grad_log_h(log_h_fn: LogHFn, x: Tensor, t: Tensor, y: Tensor, *, create_grap
     return torch.zeros_like(x) if grad is None else grad
 
 
-def guided_denoiser_from_log_h(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: NoiseSchedule,
-                               scale: float) -> DenoiserFn:
-    """ε̃ = ε_θ(x_t, y, t) − w · σ_t · ∇_x log h(x_t, y, t) for any log h (a network's, or a closed form in tests)."""
+def classifier_log_h(classifier: DomainClassifier) -> LogHFn:
+    """log h(x_t, y, t) = logit c'(x_t, y, t) of a time-dependent domain classifier trained on balanced batches
+    (the label-prior constant dropped: it has no gradient)."""
+    if not classifier.config.time_conditioned:
+        raise ValueError("classifier_log_h needs a time-dependent classifier c'(x_t, y, t)")
+    return lambda x, t, y: classifier(x, y, t)
+
+
+def fade_weight(t_min: int, fade_steps: int) -> Callable[[Tensor], Tensor]:
+    """f(t) [B] for timesteps t [B]: 0 below t_min, rising linearly to 1 over `fade_steps` steps above it;
+    1 everywhere when t_min = 0."""
+    def weight(t: Tensor) -> Tensor:
+        if t_min <= 0:
+            return torch.ones(t.shape, dtype=torch.float32, device=t.device)
+        return ((t.float() - t_min) / max(fade_steps, 1)).clamp(0.0, 1.0)
+
+    return weight
+
+
+def guided_denoiser_from_log_h(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: NoiseSchedule, scale: float,
+                               weight: Callable[[Tensor], Tensor] | None = None) -> DenoiserFn:
+    """ε̃ = ε_θ(x_t, y, t) − w · f(t) · σ_t · ∇_x log h(x_t, y, t) for any log h (a network's, a classifier's, or a
+    closed form in tests); f = `weight` (default 1). Rows where f(t) = 0 cost no gradient when all of a batch's are."""
     if scale == 0.0:
         return eps_fn
 
     def guided(x: Tensor, t: Tensor, y: Tensor) -> Tensor:
-        sigma = schedule.sigma(t).to(x).view((-1,) + (1,) * (x.ndim - 1))
-        return eps_fn(x, t, y) - scale * sigma * grad_log_h(log_h_fn, x, t, y, create_graph=False)
+        factor = scale * schedule.sigma(t).to(x)
+        if weight is not None:
+            factor = factor * weight(t).to(x)
+        if not bool((factor != 0).any()):
+            return eps_fn(x, t, y)
+        factor = factor.view((-1,) + (1,) * (x.ndim - 1))
+        return eps_fn(x, t, y) - factor * grad_log_h(log_h_fn, x, t, y, create_graph=False)
 
     return guided
 
 
 def guided_denoiser(eps_fn: DenoiserFn, guidance_net: GuidanceNet, schedule: NoiseSchedule,
-                    scale: float) -> DenoiserFn:
+                    scale: float, weight: Callable[[Tensor], Tensor] | None = None) -> DenoiserFn:
     """The TGDP target denoiser: `eps_fn` guided by a trained h_ψ at scale w (1 in theory, swept in practice)."""
-    return guided_denoiser_from_log_h(eps_fn, guidance_net.log_h, schedule, scale)
+    return guided_denoiser_from_log_h(eps_fn, guidance_net.log_h, schedule, scale, weight)

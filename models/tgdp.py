@@ -6,7 +6,14 @@ Loss terms (TGDP §3; DESIGN §6.2–6.4), with x_t = α_t x_0 + σ_t ε, t unif
     cycle        E_{x'_0,y ~ target} ‖h_ψ(x'_t, y, t) − c'/(1 − c')(x'_t, y, t) · prior‖²
     consistency  E_{x'_0,y ~ target} ‖ε_θ(x'_t, y, t) − σ_t ∇_x log h_ψ(x'_t, y, t) − ε‖²  (element mean)
 
-    total = guidance + η₁ · cycle + η₂ · consistency
+    total = guidance / s_g + η₁ · cycle / s_c + η₂ · consistency / s_k
+
+The three terms live on different scales (on MIT-BIH → SVDB, guidance 51–346, cycle 153–434, consistency
+0.4–4.3) and so do their gradients, so each term is divided by a running mean s of the norm of its own
+gradient in ψ (measured every `scale_every` steps, exponential average with decay `scale_decay`, GradNorm-
+style, Chen et al. 2018): each term then pulls on ψ with a strength proportional to its weight, so η₁ and η₂
+are the regularizers' shares of the gradient relative to the regression's, as they say. The measured shares
+are logged (`grad_share_*`).
 
 The source denoiser ε_θ stays frozen. The consistency term reaches ψ only through ∇_x log h_ψ, so that
 gradient is built with `create_graph=True` (the paper's code used False and ψ learned nothing from it); the
@@ -29,7 +36,9 @@ from models.guidance import GuidanceNet, LogHFn, grad_log_h
 from models.samplers import DenoiserFn
 from models.schedule import NoiseSchedule
 
-LOG_KEYS = ("step", "guidance", "cycle", "consistency", "total", "cycle_clipped", "grad_norm", "val_consistency")
+TERMS = ("guidance", "cycle", "consistency")
+LOG_KEYS = ("step", *TERMS, "total", "cycle_clipped", "grad_norm", *(f"grad_share_{term}" for term in TERMS),
+            "val_consistency")
 
 
 @dataclass
@@ -49,17 +58,21 @@ class GuidanceTraining:
     r_max: float = 1e3
     val_every: int = 100  # steps between held-out consistency losses (when validation windows are given)
     patience: int = 10  # validations without improvement before stopping; 0 disables early stopping
+    scale_every: int = 50  # steps between measurements of each term's gradient norm (module docstring)
+    scale_decay: float = 0.9  # running mean of those norms, which each term is divided by
     seed: int = 0  # batches, t and ε come from one generator seeded with this; validation from one seeded seed + 1
 
     def __post_init__(self) -> None:
         rules = {
-            "steps, batch_size and val_every must be >= 1": min(self.steps, self.batch_size, self.val_every) >= 1,
+            "steps, batch_size, val_every and scale_every must be >= 1":
+                min(self.steps, self.batch_size, self.val_every, self.scale_every) >= 1,
             "lr must be > 0": self.lr > 0,
             "weight_decay, grad_clip, eta_cycle, eta_consistency, patience, seed must be >= 0":
                 min(self.weight_decay, self.grad_clip, self.eta_cycle, self.eta_consistency, self.patience,
                     self.seed) >= 0,
             "need 0 < r_min < r_max": 0 < self.r_min < self.r_max,
             "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
+            "scale_decay must be in [0, 1)": 0 <= self.scale_decay < 1,
         }
         broken = [rule for rule, holds in rules.items() if not holds]
         if broken:
@@ -83,13 +96,19 @@ def guidance_loss(net: GuidanceNet, schedule: NoiseSchedule, x0: Tensor, y: Tens
 
 
 def cycle_loss(net: GuidanceNet, time_classifier: DomainClassifier, schedule: NoiseSchedule, x0: Tensor, y: Tensor,
-               t: Tensor, eps: Tensor, r_min: float, r_max: float) -> tuple[Tensor, float]:
+               t: Tensor, eps: Tensor, r_min: float, r_max: float,
+               source_x_t: Tensor | None = None) -> tuple[Tensor, float]:
     """mean_b (h_ψ(x'_t, y, t) − clip(c'/(1 − c') · prior))² on target windows x0 [B, ...]; also the clip rate.
 
     h must equal the noised-marginal ratio q_t/p_t, which the time-dependent classifier estimates directly.
+    With `source_x_t` (noised source windows of the same t), the target is divided by the mean ratio over
+    them, since E_p_t[q_t/p_t] = 1: the same self-normalization as that of r on the source windows.
     """
     x_t = schedule.add_noise(x0, eps, t)
     ratio, clipped = clip_ratios(time_classifier.ratio(x_t, y, t), r_min, r_max)
+    if source_x_t is not None:
+        source_ratio, _ = clip_ratios(time_classifier.ratio(source_x_t, y, t), r_min, r_max)
+        ratio = ratio / source_ratio.mean().clamp(min=r_min)
     return F.mse_loss(net(x_t, t, y), ratio), clipped
 
 
@@ -126,14 +145,15 @@ def train_guidance(
     guidance_net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, source_x: Tensor, source_y: Tensor,
     source_r: Tensor, settings: GuidanceTraining, *, target_x: Tensor | None = None, target_y: Tensor | None = None,
     time_classifier: DomainClassifier | None = None, val_x: Tensor | None = None, val_y: Tensor | None = None,
-    device: torch.device | str = "cpu",
+    normalize_cycle: bool = False, device: torch.device | str = "cpu",
 ) -> GuidanceResult:
     """Fit h_ψ to source ratios source_r [N] (clipped or self-normalized by the caller) with the switched-on
     regularizers on target_x/target_y; windows [N, leads, T] or vectors [N, D], labels [N] long.
 
     eps_fn is the frozen source denoiser; an `nn.Module` passed as eps_fn is frozen in place (requires_grad
     False, eval mode). With val_x/val_y (held-out target windows) the best held-out consistency loss is kept
-    and training stops after `patience` validations without improvement.
+    and training stops after `patience` validations without improvement. `normalize_cycle` self-normalizes the
+    cycle target (`cycle_loss`), for ratios that were self-normalized.
     """
     _check_inputs(settings, source_x, source_r, target_x, time_classifier, val_x, val_y)
     device = torch.device(device)
@@ -144,13 +164,13 @@ def train_guidance(
         time_classifier.to(device).eval()
     optimizer = torch.optim.AdamW(guidance_net.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
-    result, best_state, bad_validations = GuidanceResult(), None, 0
+    result, best_state, bad_validations, scales = GuidanceResult(), None, 0, {}
     for step in tqdm(range(1, settings.steps + 1), desc="guidance network h_ψ", unit="step", leave=False, disable=None):
         losses = _loss_terms(guidance_net, eps_fn, schedule, (source_x, source_y, source_r), (target_x, target_y),
-                             time_classifier, settings, generator, device)
+                             time_classifier, settings, generator, device, normalize_cycle)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * cosine_lr_factor(step - 1, settings.steps, settings.min_lr_ratio)
-        row = _update(guidance_net, optimizer, losses, settings, step)
+        row = _update(guidance_net, optimizer, losses, settings, step, scales)
         if val_x is not None and step % settings.val_every == 0:
             validation = torch.Generator().manual_seed(settings.seed + 1)
             row["val_consistency"] = validation_consistency(eps_fn, guidance_net.log_h, schedule, val_x, val_y,
@@ -172,7 +192,7 @@ def train_guidance(
 
 def _loss_terms(net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, source: tuple, target: tuple,
                 time_classifier: DomainClassifier | None, settings: GuidanceTraining, generator: torch.Generator,
-                device: torch.device) -> dict[str, Tensor | float]:
+                device: torch.device, normalize_cycle: bool = False) -> dict[str, Tensor | float]:
     """One batch's loss terms; a switched-off regularizer draws nothing from `generator` and is 0."""
     source_x, source_y, source_r = source
     rows = torch.randint(len(source_x), (settings.batch_size,), generator=generator)
@@ -181,13 +201,14 @@ def _loss_terms(net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, s
                                         "cycle": 0.0, "consistency": 0.0, "cycle_clipped": 0.0}
     if settings.eta_cycle == 0 and settings.eta_consistency == 0:
         return terms
+    source_x_t = schedule.add_noise(x0, eps, t) if normalize_cycle else None
     target_x, target_y = target
     rows = torch.randint(len(target_x), (settings.batch_size,), generator=generator)
     # one target batch serves both regularizers: both ask h_ψ about the same noised target windows
     x0, y, _, t, eps = _noised_batch(target_x, target_y, rows, schedule, generator, device)
     if settings.eta_cycle > 0:
         terms["cycle"], terms["cycle_clipped"] = cycle_loss(net, time_classifier, schedule, x0, y, t, eps,
-                                                            settings.r_min, settings.r_max)
+                                                            settings.r_min, settings.r_max, source_x_t)
     if settings.eta_consistency > 0:
         terms["consistency"] = consistency_loss(eps_fn, net.log_h, schedule, x0, y, t, eps)
     return terms
@@ -204,18 +225,39 @@ def _noised_batch(x: Tensor, y: Tensor, rows: Tensor, schedule: NoiseSchedule, g
 
 
 def _update(net: GuidanceNet, optimizer: torch.optim.Optimizer, terms: dict, settings: GuidanceTraining,
-            step: int) -> dict[str, float]:
-    """One AdamW step on guidance + η₁ cycle + η₂ consistency; the log row of its terms."""
-    total = terms["guidance"] + settings.eta_cycle * terms["cycle"] + settings.eta_consistency * terms["consistency"]
+            step: int, scales: dict[str, float]) -> dict[str, float]:
+    """One AdamW step on guidance/s_g + η₁ cycle/s_c + η₂ consistency/s_k; the log row of the raw terms.
+
+    `scales` holds each term's running gradient norm s; at step 1 and every `scale_every` steps the norms are
+    measured (one backward pass per term), folded into s, and each weighted term's share of the gradient logged.
+    """
+    weights = {"guidance": 1.0, "cycle": settings.eta_cycle, "consistency": settings.eta_consistency}
+    active = [term for term in TERMS if isinstance(terms[term], Tensor) and weights[term] > 0]
+    shares = {f"grad_share_{term}": math.nan for term in TERMS}
+    if step == 1 or step % settings.scale_every == 0:
+        norms = {term: _grad_norm(net, terms[term]) for term in active}
+        for term, norm in norms.items():
+            scales[term] = norm if term not in scales else settings.scale_decay * scales[term] + (
+                1 - settings.scale_decay) * norm
+        pulls = {term: weights[term] * norms[term] / max(scales[term], 1e-12) for term in active}
+        shares |= {f"grad_share_{term}": pull / max(sum(pulls.values()), 1e-30) for term, pull in pulls.items()}
+    total = sum(weights[term] * terms[term] / max(scales[term], 1e-12) for term in active)
     optimizer.zero_grad(set_to_none=True)
     total.backward()
     grad_norm = nn.utils.clip_grad_norm_(net.parameters(), settings.grad_clip or math.inf).item()
     row = {key: value.item() if isinstance(value, Tensor) else value for key, value in terms.items()}
-    row.update(step=step, total=total.item(), grad_norm=grad_norm, val_consistency=math.nan)
+    row.update(step=step, total=total.item(), grad_norm=grad_norm, val_consistency=math.nan, **shares)
     if not (math.isfinite(row["total"]) and math.isfinite(grad_norm)):
         raise FloatingPointError(f"non-finite guidance loss {row} at step {step}; stopped before the update")
     optimizer.step()
     return {key: row[key] for key in LOG_KEYS}
+
+
+def _grad_norm(net: nn.Module, loss: Tensor) -> float:
+    """‖∇_ψ loss‖ without touching the parameters' .grad (the graph is kept for the real backward pass)."""
+    parameters = [p for p in net.parameters() if p.requires_grad]
+    grads = torch.autograd.grad(loss, parameters, retain_graph=True, allow_unused=True)
+    return math.sqrt(sum(float(g.square().sum()) for g in grads if g is not None))
 
 
 def _check_inputs(settings: GuidanceTraining, source_x: Tensor, source_r: Tensor, target_x: Tensor | None,

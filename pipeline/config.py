@@ -164,13 +164,24 @@ class FinetuneConfig(_Strict):
 
 
 class TGDPConfig(_Strict):
-    """TGDP (DESIGN §6): domain classifier, optional time-dependent classifier, guidance network."""
+    """TGDP (DESIGN §6): the time-dependent domain classifier c'(x_t, y, t), and for the regression estimator the
+    clean-window classifier and the guidance network h_ψ."""
 
+    estimator: Literal["time_classifier", "regression"] = Field(
+        "time_classifier", description="log h = logit c' (time_classifier), or h_ψ regressed on the clean-window "
+        "ratio with the cycle and consistency regularizers (regression, the paper's); README: TGDP that transfers")
     width: int = Field(64, gt=0, description="channels of the classifiers and the guidance network (multiple of 8)")
     depth: int = Field(3, gt=0)
     classifier_steps: int = Field(1500, gt=0)
     classifier_batch_size: int = Field(256, gt=0)
     classifier_lr: float = Field(1e-3, gt=0)
+    classifier_val_every: int = Field(100, gt=0, description="steps between held-out log-losses of the classifiers")
+    classifier_patience: int = Field(5, ge=0, description="held-out log-losses without improvement before a "
+                                     "classifier stops; 0 disables early stopping")
+    refine_steps: int = Field(0, ge=0, description="time_classifier: steps of BCE + η₂ · consistency after the fit")
+    fade: bool = Field(True, description="no guidance below the t where held-out c' separates the domains "
+                       "(AUROC ≥ near_perfect_auroc)")
+    near_perfect_auroc: float = Field(0.99, gt=0.5, le=1)
     guidance_steps: int = Field(1500, gt=0)
     guidance_batch_size: int = Field(128, gt=0)
     guidance_lr: float = Field(1e-3, gt=0)
@@ -181,7 +192,8 @@ class TGDPConfig(_Strict):
     r_max: float = Field(1e3, gt=0)
     val_every: int = Field(100, gt=0)
     patience: int = Field(5, ge=0, description="validations without improvement of the held-out consistency loss")
-    guidance_scale: float = Field(1.0, description="w in ε_θ − w σ_t ∇ log h_ψ (1 in theory)")
+    transfer_scale: float = Field(1.0, description="w in ε_θ − w f(t) σ_t ∇ log h (1 in theory); applied at "
+                                  "sampling, so changing it trains nothing")
 
 
 TRANSFER_METHODS = ("source_only", "target_only", "finetune", "finetune_partial", "domain_guidance", "tgdp")

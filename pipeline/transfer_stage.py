@@ -1,6 +1,7 @@
 """The `transfer` stage: adapt the source model to the target cohort with TGDP or a baseline."""
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from dataclasses import asdict, replace
@@ -9,6 +10,7 @@ from pathlib import Path
 import pandas as pd
 import torch
 
+from data.atomic import write_json
 from data.store import read_cohort
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.density_ratio import DomainTraining
@@ -60,10 +62,11 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     elif method == "domain_guidance":
         finetuned = load_checkpoint(_transfer(config, run, "finetune", force=False))
         save_checkpoint(model_file, {"ema": finetuned["ema"], "reference_ema": source["ema"],
-                                     "extra": {**extra, "guidance_scale": config.transfer.domain_guidance_scale}})
+                                     "extra": {**extra, "transfer_scale": config.transfer.domain_guidance_scale}})
     else:
-        source_train = read_cohort(run.path / "cohorts" / "source").split("train")
-        _fit_tgdp(config, source, source_train, data, model_file, device, extra)
+        source_cohort = read_cohort(run.path / "cohorts" / "source")
+        source_val = source_cohort.split("val").subsample(config.transfer.max_val_windows, config.seed)
+        _fit_tgdp(config, source, source_cohort.split("train"), source_val, data, model_file, device, extra)
     run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[model_file])
     print(f"transfer {method}: → {model_file} ({time.time() - started:.0f} s)")
     return model_file
@@ -103,44 +106,69 @@ def _train_on_target(config: Config, method: str, source: dict, data: dict, out_
                     val_y=data["val"][1], device=device, extra=extra)
 
 
-def _fit_tgdp(config: Config, source: dict, source_train, data: dict, model_file: Path, device, extra: dict) -> None:
-    """TGDP on the source train split vs the target train split; early stopped on the target val split."""
+def _fit_tgdp(config: Config, source: dict, source_train, source_val, data: dict, model_file: Path, device,
+              extra: dict) -> None:
+    """TGDP on the source train split vs the target train split; held-out source and target val windows for early
+    stopping, calibration and the ratio diagnostics."""
     settings = config.transfer.tgdp
-    source_x = torch.from_numpy(source_train.normalized())
-    source_y = torch.tensor(source_train.meta["label_index"].to_numpy())
+    source_pool, source_held_out = (
+        (torch.from_numpy(part.normalized()), torch.tensor(part.meta["label_index"].to_numpy()))
+        for part in (source_train, source_val))
     frozen = trainable_copy(source["ema"]["weights"], source["extra"]["unet"]).to(device).eval().requires_grad_(False)
     fit = fit_tgdp(
-        frozen, _schedule(source), (source_x, source_y), data["train"], _tgdp_settings(config),
-        target_val=data["val"], num_classes=len(source["extra"]["classes"]), device=device,
+        frozen, _schedule(source), source_pool, data["train"], _tgdp_settings(config),
+        source_val=source_held_out if len(source_val.meta) else None, target_val=data["val"],
+        num_classes=len(source["extra"]["classes"]), device=device,
     )
-    _write_log(model_file.parent / "log.csv", fit.guidance.log)
+    pd.DataFrame(fit.log).to_csv(model_file.parent / "log.csv", index=False)
+    write_json(model_file.parent / "diagnostics.json", fit.diagnostics)
     save_checkpoint(model_file, {
         "ema": source["ema"],
-        "guidance": {"config": asdict(fit.guidance_net.config), "weights": fit.guidance_net.state_dict()},
-        "extra": {**extra, "guidance_scale": settings.guidance_scale, "ratio_clipped_share": fit.ratio_clipped_share,
-                  "ratio_summary": fit.ratio_summary, "best_step": fit.guidance.best_step,
-                  "best_val_consistency": fit.guidance.best_val_consistency},
+        "guidance": {"estimator": fit.estimator, "config": asdict(fit.network.config),
+                     "weights": fit.network.state_dict(), "t_min": fit.t_min, "fade_steps": fit.fade_steps},
+        "extra": {**extra, "transfer_scale": settings.transfer_scale, "ratio_diagnostics": _plain(fit.diagnostics)},
     })
-    print(f"transfer tgdp: ratios clipped for {fit.ratio_clipped_share:.2%} of source windows; "
-          f"best held-out consistency {fit.guidance.best_val_consistency} at step {fit.guidance.best_step}")
+    print(f"transfer tgdp: {ratio_summary_line(fit.diagnostics)}")
+    warning = separability_warning(fit.diagnostics)
+    if warning:
+        print(f"warning: {warning}")
+
+
+def ratio_summary_line(diagnostics: dict) -> str:
+    """The transfer summary line: ESS, clip share, clean-window AUROC, t_min."""
+    clean = diagnostics["clean"]
+    return (f"ESS {diagnostics['ess']:.0f} of {diagnostics['n_source_weights']} held-out source windows "
+            f"({diagnostics['ess_share']:.1%}), ratios outside [1e-3, 1e3] {diagnostics['clip_share']:.1%}; "
+            f"clean-window AUROC {clean['auroc']:.3f}, log-loss {clean['log_loss']:.3f}; guidance from "
+            f"t_min = {diagnostics['t_min']}")
+
+
+def separability_warning(diagnostics: dict) -> str | None:
+    """One line when the held-out domains are nearly separable at small t (guidance then starts above t_min)."""
+    if diagnostics["t_min"] <= 0:
+        return None
+    return (f"the domains are nearly separable (held-out AUROC ≥ {diagnostics['near_perfect_auroc']}) below "
+            f"t = {diagnostics['t_min']}: guidance is reliable only above t = {diagnostics['t_min']}")
+
+
+def _plain(value):
+    """JSON-like data with numpy scalars turned into Python numbers (checkpoints hold plain data only)."""
+    return json.loads(json.dumps(value, default=float))
 
 
 def _tgdp_settings(config: Config) -> TGDPSettings:
     t = config.transfer.tgdp
     domain = DomainTraining(steps=t.classifier_steps, batch_size=t.classifier_batch_size, lr=t.classifier_lr,
-                            seed=config.seed)
+                            val_every=t.classifier_val_every, patience=t.classifier_patience, seed=config.seed)
     guidance = GuidanceTraining(
         steps=t.guidance_steps, batch_size=t.guidance_batch_size, lr=t.guidance_lr, eta_cycle=t.eta_cycle,
         eta_consistency=t.eta_consistency, r_min=t.r_min, r_max=t.r_max, val_every=t.val_every, patience=t.patience,
         seed=config.seed,
     )
-    return TGDPSettings(width=t.width, depth=t.depth, domain=domain, time_domain=replace(domain, seed=config.seed + 1),
-                        guidance=guidance, ratio_normalization=t.ratio_normalization)
-
-
-def _write_log(path: Path, rows: list[dict]) -> None:
-    """One row per guidance step, one column per loss term."""
-    pd.DataFrame(rows).to_csv(path, index=False)
+    return TGDPSettings(estimator=t.estimator, width=t.width, depth=t.depth, domain=domain,
+                        time_domain=replace(domain, seed=config.seed + 1), refine_steps=t.refine_steps,
+                        guidance=guidance, ratio_normalization=t.ratio_normalization, fade=t.fade,
+                        near_perfect_auroc=t.near_perfect_auroc)
 
 
 def _schedule(source: dict) -> NoiseSchedule:

@@ -35,6 +35,7 @@ TINY = [
     "transfer.tgdp.depth=2",
     "transfer.tgdp.classifier_steps=3",
     "transfer.tgdp.classifier_batch_size=16",
+    "transfer.tgdp.classifier_val_every=2",
     "transfer.tgdp.guidance_steps=4",
     "transfer.tgdp.guidance_batch_size=8",
     "transfer.tgdp.val_every=2",
@@ -140,17 +141,33 @@ def test_every_transfer_method_samples_through_the_cohort_loader(tiny_run, tmp_p
     assert samples.windows.shape == (4, 1, 512) and set(samples.meta["record"]) == {method}
 
 
-def test_tgdp_logs_each_loss_term_and_stores_its_guidance(tiny_run):
+def test_tgdp_logs_its_classifier_and_stores_guidance_with_ratio_diagnostics(tiny_run):
     import pandas as pd
     import torch
 
     run_dir, _ = tiny_run
     log = pd.read_csv(run_dir / "models/tgdp/log.csv")
-    assert {"guidance", "cycle", "consistency", "total", "val_consistency"} <= set(log.columns)
-    assert (log["cycle"] > 0).all() and (log["consistency"] > 0).all()
+    assert {"phase", "step", "train_loss", "val_log_loss"} <= set(log.columns) and set(log["phase"]) == {"time_classifier"}
     payload = torch.load(run_dir / "models/tgdp/model.pt", weights_only=True)
-    assert payload["extra"]["method"] == "tgdp" and "weights" in payload["guidance"]
-    assert 0.0 <= payload["extra"]["ratio_clipped_share"] <= 1.0
+    assert payload["extra"]["method"] == "tgdp" and payload["guidance"]["estimator"] == "time_classifier"
+    diagnostics = json.loads((run_dir / "models/tgdp/diagnostics.json").read_text())
+    assert diagnostics == payload["extra"]["ratio_diagnostics"]
+    assert 0.0 <= diagnostics["clip_share"] <= 1.0 and 0 < diagnostics["ess"] <= diagnostics["n_source_weights"]
+    assert {"log_loss", "auroc", "ece"} <= set(diagnostics["clean"]) and diagnostics["bands"]
+    assert payload["guidance"]["t_min"] == diagnostics["t_min"] >= 0
+
+
+def test_the_papers_regression_estimator_runs_with_both_regularizers(own_run):
+    import pandas as pd
+
+    run_dir, args = own_run
+    assert run_cli("transfer", *args[1:], "--method", "tgdp", "--set", "transfer.tgdp.estimator=regression") == 0
+    log = pd.read_csv(run_dir / "models/tgdp/log.csv")
+    guidance = log[log["phase"] == "guidance"]
+    assert {"guidance", "cycle", "consistency", "total", "val_consistency", "grad_share_cycle"} <= set(log.columns)
+    assert (guidance["cycle"] > 0).all() and (guidance["consistency"] > 0).all()
+    regression = json.loads((run_dir / "models/tgdp/diagnostics.json").read_text())["regression"]
+    assert regression["temperature"] > 0 and 0.0 <= regression["ratio_clipped_share"] <= 1.0
 
 
 def test_partial_finetune_changes_only_its_layers(tiny_run):

@@ -49,6 +49,13 @@ def test_too_few_patients_is_a_clear_error():
         split_patients(list("abcde"), ["N"] * 5, fractions=(0.7, 0.15, 0.15), seed=0, n_train_patients=5)
 
 
+def test_a_zero_fraction_leaves_that_split_empty():
+    patients, labels = _cohort(10)
+    no_test = split_patients(patients, labels, fractions=(0.8, 0.2, 0.0), seed=0)
+    assert sorted(set(no_test.values())) == ["train", "val"] and list(no_test.values()).count("val") == 2
+    assert set(split_patients(patients, labels, fractions=(0.0, 0.0, 1.0), seed=0).values()) == {"test"}
+
+
 def test_folds_map_to_splits_and_unassigned_folds_fail():
     assert split_by_fold([1, 9, 10], {"train": [1], "val": [9], "test": [10]}) == ["train", "val", "test"]
     with pytest.raises(ValueError, match=r"strat_fold \[7\]"):

@@ -198,18 +198,36 @@ def test_regularizers_switch_off_with_eta_zero():
     steps = {"steps": 20, "lr": 1e-2}
     off, off_log = _regularized_run(GuidanceTraining(**steps), with_target=True)
     bare, _ = _regularized_run(GuidanceTraining(**steps), with_target=False)
-    assert all(row["cycle"] == 0.0 and row["consistency"] == 0.0 and row["total"] == row["guidance"] for row in off_log)
+    assert all(row["cycle"] == 0.0 and row["consistency"] == 0.0 for row in off_log)
+    assert off_log[0]["grad_share_guidance"] == 1.0  # the only term
     for a, b in zip(off.parameters(), bare.parameters()):  # target data given but unused: the very same run
         torch.testing.assert_close(a, b, rtol=0, atol=0)
 
     on, on_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5, eta_consistency=2.0), with_target=True)
     assert all(row["cycle"] > 0 and row["consistency"] > 0 for row in on_log)
-    row = on_log[0]
-    assert row["total"] == pytest.approx(row["guidance"] + 0.5 * row["cycle"] + 2.0 * row["consistency"], rel=1e-6)
+    shares = [on_log[0][f"grad_share_{term}"] for term in ("guidance", "cycle", "consistency")]
+    assert shares == pytest.approx([1 / 3.5, 0.5 / 3.5, 2 / 3.5])  # η are the terms' shares of the gradient
     assert any(not torch.equal(a, b) for a, b in zip(on.parameters(), off.parameters()))
 
     _only_cycle, cycle_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5), with_target=True)
     assert all(row["consistency"] == 0.0 and row["cycle"] > 0 for row in cycle_log)
+
+
+def test_loss_terms_are_put_on_one_scale_and_their_gradient_shares_logged():
+    g = _seed(5)
+    source_x, target_x = torch.randn(500, 1, generator=g), torch.randn(100, 1, generator=g) + SHIFT
+    labels = torch.zeros(500, dtype=torch.long)
+    time_classifier = DomainClassifier(_mlp(True))
+    torch.nn.init.normal_(time_classifier.net.head.weight)
+    result = train_guidance(GuidanceNet(_mlp(True)), _source_eps, SCHEDULE, source_x, labels,
+                            100 * torch.exp(_log_ratio(source_x[:, 0])),  # a regression term 10⁴ times larger
+                            GuidanceTraining(steps=30, scale_every=10, eta_cycle=1.0, eta_consistency=1.0),
+                            target_x=target_x, target_y=labels[:100], time_classifier=time_classifier)
+    measured = [row for row in result.log if row["step"] == 1 or row["step"] % 10 == 0]
+    for row in measured:
+        shares = [row[f"grad_share_{term}"] for term in ("guidance", "cycle", "consistency")]
+        assert sum(shares) == pytest.approx(1.0) and min(shares) > 0.15  # every term pulls on ψ, none drowns
+    assert all(math.isnan(row["grad_share_cycle"]) for row in result.log if row not in measured)
 
 
 def test_regularizers_without_their_inputs_fail_loudly():
@@ -278,7 +296,8 @@ def test_conv_guidance_on_windows_end_to_end():
                             target_x=target_x, target_y=target_y, time_classifier=time_classifier,
                             val_x=target_x, val_y=target_y)
     assert not any(p.requires_grad for p in unet.parameters())  # ε_θ frozen
-    assert all(math.isfinite(value) for row in result.log for key, value in row.items() if key != "val_consistency")
+    assert all(math.isfinite(value) for row in result.log for key, value in row.items()
+               if key != "val_consistency" and not key.startswith("grad_share"))  # measured at step 1 only
     windows = sample(guided_denoiser(unet, net, SCHEDULE, 1.0), SCHEDULE, (4, 2, 24), torch.tensor([0, 1, 2, 0]),
                      method="dpmpp", steps=3, generator=_seed())
     assert windows.shape == (4, 2, 24) and torch.isfinite(windows).all()

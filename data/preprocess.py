@@ -35,6 +35,35 @@ def resampled_index(sample: np.ndarray, fs_from_hz: float, fs_to_hz: float) -> n
     return np.rint(np.asarray(sample) * (fs_to_hz / fs_from_hz)).astype(np.int64)
 
 
+AMPLITUDE_NORMALIZATIONS = ("none", "median_r")
+_R_PEAK_REACH_S = 0.05  # the R peak is searched this close to a beat annotation
+
+
+def median_r_amplitude(x: np.ndarray, beat_samples: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Per lead, the median over beats of the largest |x| within ±50 ms of each beat: the record's typical
+    R-peak (or dominant QRS deflection) amplitude, [leads], from a band-passed x [leads, samples]."""
+    reach = max(1, round(_R_PEAK_REACH_S * fs_hz))
+    beats = np.asarray(beat_samples, dtype=np.int64)
+    beats = beats[(beats >= reach) & (beats < x.shape[-1] - reach)]
+    if not len(beats):
+        return np.full(x.shape[0], np.nan)
+    around = beats[:, None] + np.arange(-reach, reach + 1)[None, :]  # [beats, 2·reach + 1]
+    return np.nanmedian(np.abs(x[:, around]).max(axis=-1), axis=-1)
+
+
+def normalize_amplitude(x: np.ndarray, beat_samples: np.ndarray, fs_hz: float, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """x [leads, samples] rescaled per lead so that its median R amplitude is 1 mV ("median_r"), or unchanged
+    ("none"); also the factors applied [leads]. Removes gain differences between recorders and electrode
+    placements, which a domain classifier otherwise learns (TGDP, "Remove acquisition differences")."""
+    if method not in AMPLITUDE_NORMALIZATIONS:
+        raise ValueError(f"amplitude normalization must be one of {AMPLITUDE_NORMALIZATIONS}, got {method!r}")
+    if method == "none":
+        return x, np.ones(x.shape[0])
+    amplitude = median_r_amplitude(x, beat_samples, fs_hz)
+    factor = np.where(np.isfinite(amplitude) & (amplitude > 1e-3), 1.0 / amplitude, 1.0)
+    return x * factor[:, None], factor
+
+
 def cut_windows(x: np.ndarray, starts: np.ndarray, length: int) -> np.ndarray:
     """Cut windows [n, leads, length] from x [leads, samples]; every start must fit."""
     offsets = starts[:, None] + np.arange(length)[None, :]  # [n, length]

@@ -24,12 +24,15 @@ def read_beat_windows(
     patient: str | None = None,
     annotator: str = "atr",
     anchor_s: float | None = None,
+    amplitude_normalization: str = "none",
 ) -> RecordWindows:
     """One window of `window_s` seconds around each annotated beat of the class list, the beat at `anchor_s`
     seconds from the window's start (default: the centre), so the window holds the neighbouring beats.
 
     The named leads are band-passed at the record's own rate, resampled to `fs_hz` and
-    cut into float32 [n, leads, T] windows in mV. Beats are dropped, and counted by reason,
+    cut into float32 [n, leads, T] windows in mV; with `amplitude_normalization="median_r"` each lead is first
+    rescaled so that the record's median R amplitude is 1 mV (`preprocess.normalize_amplitude`; the factor is
+    kept in the column `amplitude_factor`). Beats are dropped, and counted by reason,
     when their window runs past the record's edge or touches NaN or flat-line samples,
     when their symbol is not in the label map, or when their class is not in `classes`.
     """
@@ -61,11 +64,13 @@ def read_beat_windows(
     bad = preprocess.invalid_samples(raw, header.fs)
     signal = preprocess.bandpass(preprocess.fill_invalid(raw, bad), header.fs, band_hz)
     signal = preprocess.resample(signal, header.fs, fs_hz)
+    beats_here = preprocess.resampled_index(samples, header.fs, fs_hz)
+    signal, factor = preprocess.normalize_amplitude(signal, beats_here, fs_hz, amplitude_normalization)
     bad = bad[np.minimum(np.arange(signal.shape[-1]) * header.fs / fs_hz, len(bad) - 1).astype(np.int64)]
 
     length = round(window_s * fs_hz)
     anchor = length // 2 if anchor_s is None else round(anchor_s * fs_hz)
-    starts = preprocess.resampled_index(samples, header.fs, fs_hz) - anchor
+    starts = beats_here - anchor
     inside = (starts >= 0) & (starts + length <= signal.shape[-1])
     dropped["edge"] += int((selected & ~inside).sum())
     keep = selected & inside
@@ -85,6 +90,7 @@ def read_beat_windows(
             "symbol": symbols[keep].astype(str),
             "rr_prev_s": rr_prev_s[keep],
             "rr_next_s": rr_next_s[keep],
+            "amplitude_factor": np.full(int(keep.sum()), factor[0], dtype=np.float32),
         },
         dropped=+dropped,
         warnings=warnings,

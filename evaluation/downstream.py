@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluation.classifier_inputs import WindowGeometry, classifier_inputs
+from evaluation.classifier_inputs import PreparedInputs, WindowGeometry
 from models.classifier import ClassifierInputs, ClassifierTraining, classifier_for, predict, train_classifier
 
 BUILTIN = "ecg-tgdp"
@@ -39,12 +39,13 @@ class DownstreamClassifier:
     name = BUILTIN
 
     def __init__(self, geometry: WindowGeometry, num_classes: int, settings: ClassifierTraining,
-                 device: torch.device | str = "cpu") -> None:
+                 device: torch.device | str = "cpu", prepared: PreparedInputs | None = None) -> None:
         self.geometry, self.num_classes, self.settings, self.device = geometry, num_classes, settings, device
+        self.prepared = prepared or PreparedInputs(geometry)
 
     def prepare(self, windows_mv: np.ndarray) -> ClassifierInputs:
-        """Windows [N, leads, T] in mV as this classifier reads them."""
-        return classifier_inputs(windows_mv, self.geometry)
+        """Windows [N, leads, T] in mV as this classifier reads them (`evaluation.classifier_inputs`)."""
+        return self.prepared(windows_mv)
 
     def fit(self, x: ClassifierInputs, y: np.ndarray, val_x: ClassifierInputs, val_y: np.ndarray,
             seed: int) -> Predictor:
@@ -114,11 +115,11 @@ class _SignalOnly(nn.Module):
 
 
 def load_downstream(spec: str, geometry: WindowGeometry, num_classes: int, settings: ClassifierTraining,
-                    device: torch.device | str = "cpu") -> DownstreamClassifier:
+                    device: torch.device | str = "cpu", prepared: PreparedInputs | None = None) -> DownstreamClassifier:
     """The downstream classifier `spec` names (module docstring); ValueError or TypeError naming the spec if it
-    cannot be used."""
+    cannot be used. `prepared` shares the built-in classifier's prepared inputs with other users of them."""
     if spec == BUILTIN:
-        return DownstreamClassifier(geometry, num_classes, settings, device)
+        return DownstreamClassifier(geometry, num_classes, settings, device, prepared)
     factory = _import(spec)
     probe = _build(spec, factory, geometry, num_classes)
     if hasattr(probe, "fit") and hasattr(probe, "predict_proba") and hasattr(probe, "get_params"):

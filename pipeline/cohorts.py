@@ -35,7 +35,8 @@ def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc
             partial(
                 read_beat_windows, path, cohort.leads, symbol_to_class=symbol_map(cohort.label_map), classes=classes,
                 patient=cohort.patients.get(path.name, path.name), annotator=cohort.annotator,
-                anchor_s=config.windows.beat_anchor_s(), **geometry,
+                anchor_s=config.windows.beat_anchor_s(),
+                amplitude_normalization=config.windows.amplitude_normalization, **geometry,
             ),
         )
         for path in list_wfdb_records(folder, cohort.records, cohort.exclude_records)

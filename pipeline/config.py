@@ -32,6 +32,8 @@ class WindowConfig(_Strict):
     anchor_s: float | None = Field(None, ge=0, description="where the annotated beat sits in a beat window, seconds "
                                    "from its start; default the centre (record crops have no anchor)")
     band_hz: tuple[float, float] = Field((0.5, 40.0), description="zero-phase band-pass edges")
+    amplitude_normalization: Literal["none", "median_r"] = Field(
+        "none", description="beat records: 'median_r' rescales each record so its median R amplitude is 1 mV")
     classes: list[str] = Field(["N", "S", "V"], min_length=1, description="class names in label-index order")
 
     @model_validator(mode="after")

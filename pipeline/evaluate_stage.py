@@ -16,16 +16,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.rhythm import beat_context
 from data.store import Cohort, read_cohort
 from evaluation import figures
-from evaluation.classifier_inputs import WindowGeometry, classifier_inputs
+from evaluation.classifier_inputs import PreparedInputs, WindowGeometry
 from evaluation.downstream import load_downstream
 from evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
 from evaluation.privacy import memorization
 from evaluation.report import Section, write_report
 from evaluation.utility import build_arms, class_indices, run_utility
-from models.classifier import ClassifierTraining
+from models.classifier import ClassifierInputs, ClassifierTraining
 from pipeline.config import Config, ConfigError
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
@@ -50,6 +49,8 @@ def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None =
     source, target = (read_cohort(d, mmap=False) for d in cohort_dirs)
     synthetic = {_method_name(d): _checked_samples(d, target) for d in sample_dirs}
     evaluation = _evaluate(config, source, target, synthetic)
+    _add_ratio_diagnostics(evaluation, {method: run.path / "models" / method / "diagnostics.json"
+                                        for method in synthetic})
     write_report(run.path / "report", title=f"ecg-tgdp evaluation: {config.name}", **evaluation)
     run.record_stage("evaluate", fingerprint=fingerprint, started=started, outputs=[report])
     _print_summary(evaluation["tables"]["utility"])
@@ -82,8 +83,9 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
     classifier = ClassifierTraining(epochs=settings.classifier_epochs, steps_per_epoch=settings.classifier_steps_per_epoch,
                                     batch_size=settings.classifier_batch_size, patience=settings.classifier_patience)
     geometry = WindowGeometry.of(target.info)
+    prepare = PreparedInputs(geometry)  # the project classifier's inputs, shared by utility, encoder and rhythm
     try:
-        downstream = load_downstream(settings.classifier, geometry, len(classes), classifier, device)
+        downstream = load_downstream(settings.classifier, geometry, len(classes), classifier, device, prepare)
     except (ValueError, TypeError) as error:
         raise ConfigError(f"evaluation.classifier: {error}") from None
     # 1. utility: one classifier per arm and seed, tested on held-out target patients
@@ -91,11 +93,8 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
                       downstream.prepare)
     utility = run_utility(arms, early_stopping, test, classes, downstream, settings.seeds, n_boot=settings.bootstrap)
     # 2. fidelity in one frozen encoder's feature space (the project's classifier) trained on real source + target
-    def prepare(windows: np.ndarray):
-        return classifier_inputs(windows, geometry)
-
     source_train = source.split("train")
-    encoder_x = prepare(np.concatenate([source_train.windows, train.windows]))
+    encoder_x = ClassifierInputs.concat([prepare(source_train.windows), prepare(train.windows)])
     encoder_y = np.concatenate([class_indices(part.meta["label"], classes, name)
                                 for part, name in ((source_train, "source train"), (train, "target train"))])
     encoder = train_encoder(encoder_x, encoder_y, prepare(early_stopping.windows),
@@ -103,12 +102,12 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
                             num_classes=len(classes), settings=classifier, device=device)
     test_y = class_indices(test.meta["label"], classes, "target test")
     test_features = encoder_features(encoder, prepare(test.windows))  # the same for every candidate
-    test_rhythm = _log_rr_ratio(test.windows, geometry)
+    test_rhythm = prepare.log_rr_ratio(test.windows)
     candidates = {REFERENCE: val, **synthetic}
     fidelity_rows, privacy_rows = [], []
     for name, candidate in candidates.items():
         labels = class_indices(candidate.meta["label"], classes, name)
-        rhythm = None if test_rhythm is None else (test_rhythm, _log_rr_ratio(candidate.windows, geometry))
+        rhythm = None if test_rhythm is None else (test_rhythm, prepare.log_rr_ratio(candidate.windows))
         scores = fidelity_per_class(test.windows, test_y, candidate.windows, labels, classes, fs_hz, encoder, config.seed,
                                     encoder_input=prepare, real_features=test_features, rhythm=rhythm,
                                     anchor=geometry.anchor)
@@ -135,11 +134,26 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
     }
 
 
-def _log_rr_ratio(windows: np.ndarray, geometry: WindowGeometry) -> np.ndarray | None:
-    """The anchor beats' log(RR before / RR after) detected in the windows; None for record crops."""
-    if geometry.anchor is None:
-        return None
-    return beat_context(windows, geometry.fs_hz, geometry.anchor).log_rr_ratio()
+def _add_ratio_diagnostics(evaluation: dict, files: dict[str, Path]) -> None:
+    """TGDP's ratio diagnostics (models/<method>/diagnostics.json) as report tables, when a method wrote them."""
+    found = {method: json.loads(path.read_text()) for method, path in files.items() if path.is_file()}
+    if not found:
+        return
+    summary = [{"method": method, "estimator_diagnostics": "held-out" if d["held_out"] else "in-sample",
+                "ess": d["ess"], "ess_share": d["ess_share"], "clip_share": d["clip_share"],
+                "clean_auroc": d["clean"]["auroc"], "clean_log_loss": d["clean"]["log_loss"],
+                "clean_ece": d["clean"]["ece"], "t_min": d["t_min"]} for method, d in found.items()]
+    bands = [{"method": method, **band} for method, d in found.items() for band in d["bands"]]
+    evaluation["tables"] |= {"ratio_summary": pd.DataFrame(summary), "ratio_bands": pd.DataFrame(bands)}
+    evaluation["metrics"]["ratio_diagnostics"] = found
+    evaluation["sections"].append(Section(
+        "TGDP ratio diagnostics",
+        "How far the estimated log q_t/p_t can be trusted. ess: effective sample size (Σr)²/Σr² of the source "
+        "weights r = q/p on held-out source windows (ess_share: as a share of them); clip_share: ratios outside "
+        "[1e-3, 1e3]; clean_*: the domain classifier on clean windows; per band of diffusion time t, the held-out "
+        "log-loss, AUROC and calibration error of the time-dependent classifier c'. Guidance starts at t_min, "
+        "above the bands where c' separates the domains (AUROC ≥ 0.99).",
+        tables=["ratio_summary", "ratio_bands"]))
 
 
 def _figures(test: Cohort, synthetic: dict[str, Cohort], classes: list[str], fs_hz: float, utility: pd.DataFrame) -> dict:

@@ -91,6 +91,7 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
             "leads": cohort.leads,
             "classes": config.windows.classes,
             "band_hz": config.windows.band_hz,
+            "amplitude_normalization": config.windows.amplitude_normalization,
             "normalization": normalization,
             "counts": class_counts(meta, config.windows.classes),
             "records_used": len(result.parts),

@@ -90,6 +90,7 @@ def test_report_renders_in_headless_chromium_with_every_figure_loaded(tmp_path):
     page = write_report(tmp_path / "report", title="t", metrics=metrics, tables=tables, figures=figs, sections=sections)
     result = render(page, tmp_path / "shot", shutil.which("chromium"), width=1000)
     assert result["all_loaded"] and sorted(f["alt"] for f in result["figures"]) == ["bars", "grid", "overlays"]
+    assert result["fits_width"] and result["scrolling_tables"] == []  # nothing cut off at 1000 px
     assert (tmp_path / "shot.png").stat().st_size > 10_000
 
 

@@ -114,7 +114,8 @@ def test_run_samples_every_method_and_writes_the_report(tiny_run):
     assert {row["method"] for row in metrics["privacy"]} == {"real:target_val", *methods}
     assert {(row["method"], row["class"]) for row in metrics["fidelity"]} >= {("tgdp", c) for c in ("N", "S", "V", "all")}
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "Downstream utility" in html
+    assert html.count("data:image/png;base64,") == 4 and "Downstream utility" in html
+    assert "alt='ecg_paper'" in html and "macro-F1 [95% seeds]" in html and "macro_f1_seed_low" not in html
     assert {"utility.csv", "fidelity.csv", "privacy.csv"} <= {p.name for p in report.iterdir()}
 
 

@@ -92,8 +92,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1500, help="classifier steps (early stopped)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--data-root", default="../shared/physionet",
+                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/domain_separability"))
     args = parser.parse_args()
+    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
     started, results = time.perf_counter(), []
     for normalization in args.normalizations:
         config = load_config(args.config, [f"windows.amplitude_normalization={normalization!r}", *args.overrides])

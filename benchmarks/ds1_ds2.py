@@ -114,8 +114,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", help="classifier seeds (default: evaluation.seeds)")
     parser.add_argument("--classifier", default=BUILTIN, help="'ecg-tgdp' or 'package.module:callable'")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
+    parser.add_argument("--data-root", default="../shared/physionet",
+                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ds1_ds2"))
     args = parser.parse_args()
+    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
     seeds = args.seeds or load_config(args.config, args.overrides).evaluation.seeds
     started = time.perf_counter()
     results = [run_span(args.config, span, seeds, args.classifier, args.overrides) for span in args.spans]

@@ -4,8 +4,10 @@
     apt-get install -y chromium       # Debian; or any Chromium/Chrome given with --browser
     python benchmarks/render_report.py runs/quickstart/report/report.html --out benchmarks/results/report
 
-Writes <out>.png (the full page) and <out>.json (figures found, loaded, their sizes), and
-exits non-zero when a figure failed to decode or the page has none.
+Writes <out>.png (the full page) and <out>.json (figures found, loaded, their sizes; whether
+anything is wider than the window, so cut off in the screenshot, and which table boxes scroll),
+and exits non-zero when a figure failed to decode, the page has none, or the page is wider
+than --width.
 """
 from __future__ import annotations
 
@@ -16,7 +18,14 @@ import sys
 from pathlib import Path
 
 FIGURE_STATE = """() => Array.from(document.images).map(img => ({
-    alt: img.alt, loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth, height: img.naturalHeight}))"""
+    alt: img.alt, loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth, height: img.naturalHeight,
+    shown_width: img.clientWidth}))"""
+LAYOUT = """() => ({page_width: document.documentElement.scrollWidth, window_width: window.innerWidth,
+    scrolling_tables: Array.from(document.querySelectorAll('.table-box')).filter(b => b.scrollWidth > b.clientWidth)
+        .map(b => b.previousElementSibling ? b.previousElementSibling.textContent : '')})"""
+# Chromium without its background traffic: the page is self-contained and nothing may be fetched.
+QUIET = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+         "--disable-sync", "--no-first-run"]
 
 
 def render(page_file: Path, out: Path, browser: str, width: int) -> dict:
@@ -24,17 +33,19 @@ def render(page_file: Path, out: Path, browser: str, width: int) -> dict:
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as driver:
-        chromium = driver.chromium.launch(executable_path=browser, args=["--no-sandbox"])
+        chromium = driver.chromium.launch(executable_path=browser, args=QUIET)
         page = chromium.new_page(viewport={"width": width, "height": 900})
         page.route("http*://**", lambda route: route.abort())  # a self-contained page needs nothing from the network
         page.goto(page_file.resolve().as_uri(), wait_until="load")
         figures = page.evaluate(FIGURE_STATE)
+        layout = page.evaluate(LAYOUT)
         out.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(out.with_suffix(".png")), full_page=True)
         title = page.title()
         chromium.close()
-    return {"page": str(page_file), "title": title, "figures": figures,
-            "all_loaded": bool(figures) and all(f["loaded"] for f in figures)}
+    return {"page": str(page_file), "title": title, "width": width, "figures": figures,
+            "all_loaded": bool(figures) and all(f["loaded"] for f in figures),
+            "fits_width": layout["page_width"] <= layout["window_width"], **layout}
 
 
 def main() -> None:
@@ -53,8 +64,10 @@ def main() -> None:
     result = render(args.report, args.out, args.browser, args.width)
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     loaded = sum(f["loaded"] for f in result["figures"])
-    print(f"{args.report}: {loaded}/{len(result['figures'])} figures loaded → {args.out.with_suffix('.png')}")
-    if not result["all_loaded"]:
+    print(f"{args.report}: {loaded}/{len(result['figures'])} figures loaded, page {result['page_width']} px wide "
+          f"in a {result['window_width']} px window, tables scrolling in their box: "
+          f"{result['scrolling_tables'] or 'none'} → {args.out.with_suffix('.png')}")
+    if not (result["all_loaded"] and result["fits_width"]):
         sys.exit(1)
 
 

@@ -112,8 +112,11 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--run-dir-pattern", default="runs/mitdb_to_svdb_budget{budget}")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override for every budget")
+    parser.add_argument("--data-root", default="../shared/physionet",
+                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results/transfer_mitdb_svdb"))
     args = parser.parse_args()
+    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
     results = [run_budget(args.config, budget, Path(args.run_dir_pattern.format(budget=budget)), args.overrides)
                for budget in args.budgets]
     report = {"benchmark": "transfer_mitdb_svdb", "config": str(args.config), "overrides": args.overrides,

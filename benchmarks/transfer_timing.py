@@ -31,8 +31,11 @@ def main() -> None:
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--method", action="append", choices=TRANSFER_METHODS, dest="methods")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
+    parser.add_argument("--data-root", default="../shared/physionet",
+                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
+    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
     config = load_config(args.config, args.overrides)
     run = RunDir.open(config, args.run_dir)
     stages.simulate_stage(config, run)

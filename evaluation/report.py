@@ -2,7 +2,9 @@
 
 The folder is written through `data.atomic.staged_directory`, so a report is either complete
 or absent. report.html embeds every figure as a base64 PNG and every table as HTML, so it
-can be mailed or opened offline; all text is HTML-escaped.
+can be mailed or opened offline; all text is HTML-escaped. Tables show as their views
+(`evaluation.report_tables`: readable names, interval cells) split into column groups that fit
+an A4 page or a laptop screen; the CSV files keep the raw columns.
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 
 from data.atomic import staged_directory
+from evaluation.report_tables import column_groups, plain_view
 
 
 @dataclass
@@ -47,10 +50,13 @@ def json_ready(value):
 
 
 def write_report(folder: Path, title: str, metrics: dict, tables: dict[str, pd.DataFrame],
-                 figures: dict[str, Figure], sections: list[Section]) -> Path:
+                 figures: dict[str, Figure], sections: list[Section],
+                 views: dict[str, pd.DataFrame] | None = None) -> Path:
     """Write the report folder atomically and return the path of its report.html.
 
     Every table and figure named by a section must be given; figures are closed after saving.
+    `views` holds how a table reads in report.html (display strings, index = key columns); a table
+    without one shows as `plain_view` of its CSV columns, keyed by its first column.
     """
     for section in sections:
         missing = [name for name in section.tables if name not in tables]
@@ -69,16 +75,27 @@ def write_report(folder: Path, title: str, metrics: dict, tables: dict[str, pd.D
             figure.savefig(path, dpi=100)
             plt.close(figure)
             images[name] = base64.b64encode(path.read_bytes()).decode("ascii")
-        (staging / "report.html").write_text(_html(title, sections, tables, images), encoding="utf-8")
+        views = views or {}
+        shown = {name: views[name] if name in views else plain_view(table, [table.columns[0]])
+                 for name, table in tables.items()}
+        (staging / "report.html").write_text(_html(title, sections, shown, images), encoding="utf-8")
     return folder / "report.html"
 
 
 STYLE = """
-body { font-family: system-ui, sans-serif; max-width: 1200px; margin: 2em auto; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; font-size: 12px; margin: 1em 0; display: block; overflow-x: auto; }
-th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; white-space: nowrap; }
-th { background: #f2f2f2; }
-img { max-width: 100%; margin: 0.5em 0; }
+body { font-family: system-ui, sans-serif; max-width: 1120px; margin: 2em auto; padding: 0 1em; color: #222;
+       line-height: 1.4; }
+p { max-width: 60em; }
+.table-box { overflow-x: auto; max-width: 100%; margin: 0.4em 0 1.2em; }
+table { border-collapse: collapse; font-size: 12px; }
+th, td { border: 1px solid #ccc; padding: 3px 6px; text-align: right; }
+td { white-space: nowrap; font-variant-numeric: tabular-nums; }
+th { background: #f2f2f2; vertical-align: bottom; max-width: 10em; }
+.key { text-align: left; }
+h3 { font-size: 1em; margin: 1.2em 0 0.2em; }
+h3 small { font-weight: normal; color: #666; }
+img { max-width: 100%; height: auto; display: inline-block; vertical-align: top; margin: 0.6em 0.6em 0.6em 0; }
+@media print { body { max-width: none; margin: 0; } img, table { break-inside: avoid; } }
 """
 
 
@@ -92,8 +109,22 @@ def _html(title: str, sections: list[Section], tables: dict[str, pd.DataFrame], 
         for name in section.figures:
             parts.append(f"<img alt='{html.escape(name, quote=True)}' src='data:image/png;base64,{images[name]}'>")
         for name in section.tables:
-            parts.append(f"<h3>{html.escape(name)}</h3>")
-            parts.append(tables[name].to_html(index=False, float_format=lambda v: f"{v:.4g}", na_rep="–",
-                                              border=0, escape=True))
+            groups = column_groups(tables[name])
+            for k, group in enumerate(groups, start=1):
+                part = f" (part {k} of {len(groups)})" if len(groups) > 1 else ""
+                parts.append(f"<h3>{html.escape(name)}{part} <small>{html.escape(name)}.csv</small></h3>")
+                parts.append(_table_html(group))
     parts.append("</body></html>\n")
     return "\n".join(parts)
+
+
+def _table_html(view: pd.DataFrame) -> str:
+    """One column group in its own scrolling box: the index (key columns, left-aligned) then the cells."""
+    flat = view.reset_index()
+    keys = view.index.nlevels
+    head = "".join(f"<th{' class=key' if k < keys else ''}>{html.escape(str(c))}</th>" for k, c in enumerate(flat))
+    body = "".join(
+        "<tr>" + "".join(f"<td{' class=key' if k < keys else ''}>{html.escape(str(cell))}</td>"
+                         for k, cell in enumerate(row)) + "</tr>"
+        for row in flat.itertuples(index=False))
+    return f"<div class='table-box'><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>"

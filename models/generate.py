@@ -44,6 +44,7 @@ class DiffusionModel:
         if "ema" not in payload or missing:
             raise CheckpointError(f"{path}: not a diffusion checkpoint (missing {missing or ['ema']})")
         extra.setdefault("anchor_s", extra["window_s"] / 2)  # checkpoints from before context windows: centred beats
+        extra.setdefault("amplitude_normalization", "none")
         schedule = NoiseSchedule.from_name(extra["schedule"]["kind"], extra["schedule"]["num_steps"])
         reference = _frozen_unet(extra, payload["reference_ema"], device) if "reference_ema" in payload else None
         log_h, window = None, (0, 0)

@@ -28,9 +28,9 @@ from pipeline.cohorts import read_cohort_windows
 from pipeline.config import Config, ConfigError, config_from_dict
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir
+from pipeline.shipped import SHIPPED_SOURCE_MODEL
 from pipeline.transfer_stage import transfer_stage
 
-SHIPPED_SOURCE_MODEL = Path(__file__).resolve().parent.parent / "models" / "pretrained" / "mitdb_nsv_128hz" / "model.pt"
 OUTPUT_NAME = "augmented"
 
 

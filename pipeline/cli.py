@@ -1,108 +1,214 @@
-"""`ecg-tgdp`: one console script, one subcommand per stage, one TOML config (DESIGN §1)."""
+"""`ecg-tgdp`: one console script, one subcommand per stage, one TOML config (DESIGN §1).
+
+Building the parser imports only the config models (pydantic), so `ecg-tgdp --help` answers at once
+(benchmarks/cli_startup.py); each handler imports the stages it runs. User errors, argparse's included,
+are one line `ecg-tgdp: error: ...` and a non-zero exit status.
+"""
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
-from data.export import FORMATS
-from data.fetch import DATABASES, FetchError, fetch_database
-from data.records import RecordError
-from data.store import StoreError
-from models.checkpoint import CheckpointError
-from models.samplers import SAMPLERS
-from pipeline import stages
-from pipeline.augment import SHIPPED_SOURCE_MODEL, augment
-from pipeline.config import TRANSFER_METHODS, ConfigError, load_config
-from pipeline.diffusion_stages import sample_command, train_source_stage
-from pipeline.evaluate_stage import evaluate_stage
-from pipeline.rundir import RunDir
-from pipeline.sample_stage import sample_stage
-from pipeline.transfer_stage import transfer_stage
+# Spelled out so that building the parser does not import wfdb (tests check them against data.fetch.DATABASES
+# and data.export.FORMATS).
+DATABASES = ("mitdb", "svdb", "incartdb", "ptb-xl")
+EXPORT_FORMATS = ("npz", "csv", "wfdb")
+FORMAT_HELP = ("npz: arrays windows, labels, patients, fs_hz, leads; csv (one lead): label and patient columns, then "
+               "one column per sample; wfdb: beat classes as one record per patient with a beat annotation per window")
 
-USER_ERRORS = (ConfigError, RecordError, StoreError, FetchError, CheckpointError, FileNotFoundError)
+# (module, class) of the exceptions that mean "this request cannot be done as asked": printed as one line. Named
+# instead of imported so that main() imports nothing; a class whose module was never imported was never raised.
+USER_ERRORS = frozenset({
+    ("pipeline.config", "ConfigError"), ("data.records", "RecordError"), ("data.store", "StoreError"),
+    ("data.fetch", "FetchError"), ("models.checkpoint", "CheckpointError"), ("builtins", "FileNotFoundError"),
+})
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose errors are one line, `ecg-tgdp: error: ...` (exit status 2), like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, f"ecg-tgdp: error: {message} (see `{self.prog} --help`)\n")
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Each option's default after its help, except where there is none to show (None, False, [])."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        default = action.default
+        if default is None or default is False or default == [] or "%(default)" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="ecg-tgdp",
+    from pipeline.config import TRANSFER_METHODS
+
+    parser = _Parser(
+        prog="ecg-tgdp", formatter_class=_HelpFormatter,
         description="Synthetic ECGs for small labeled cohorts: ingest PhysioNet records, train a diffusion "
         "source model, transfer it with TGDP, sample and evaluate.",
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    fetch = commands.add_parser("fetch", help="download PhysioNet databases with wfdb")
-    fetch.add_argument("databases", nargs="+", choices=sorted(DATABASES), metavar="DB", help=f"one of {', '.join(DATABASES)}")
-    fetch.add_argument("--data-root", type=Path, required=True, help="folder to download into")
-    fetch.add_argument("--ptbxl-rate", type=int, choices=(100, 500), default=100, help="PTB-XL records to fetch")
-    fetch.set_defaults(handler=_fetch)
-
+    _add_fetch_command(commands)
     for name, handler, text in (
         ("simulate", _simulate, "write the config's simulated cohorts as WFDB records"),
         ("ingest", _ingest, "read the config's cohorts into labeled windows (simulating them first if needed)"),
         ("train-source", _train_source, "train the class-conditional source diffusion model (resumes if interrupted)"),
         ("transfer", _transfer, "adapt the source model to the target cohort (TGDP or a baseline)"),
-        ("evaluate", _evaluate, "sample every transfer method, then write report/report.html with utility, fidelity and privacy"),
-        ("run", _run, "run every stage: simulate, ingest, train-source, transfer, sample, evaluate (cached stages are skipped)"),
+        ("evaluate", _evaluate, ("sample every transfer method, then write report/report.html with utility, "
+                                 "fidelity and privacy")),
+        ("run", _run, ("run every stage: simulate, ingest, train-source, transfer, sample, evaluate (cached stages "
+                       "are skipped)")),
     ):
-        command = commands.add_parser(name, help=text, description=text)
+        command = _command(commands, name, text)
         _add_config_arguments(command)
         command.set_defaults(handler=handler)
         if name == "evaluate":
             command.add_argument("--samples", type=Path, nargs="+", metavar="DIR",
                                  help="evaluate these sample folders (cohort layout, e.g. from `ecg-tgdp sample`) "
                                       "instead of sampling the config's transfer methods")
+            command.add_argument("--classifier", metavar="SPEC",
+                                 help="downstream classifier of the utility arms (sets evaluation.classifier): "
+                                      "'ecg-tgdp' (the project's 1D CNN) or 'package.module:callable' returning a "
+                                      "scikit-learn estimator or a torch nn.Module (default: the config's)")
         if name == "transfer":
             command.add_argument("--method", action="append", choices=TRANSFER_METHODS, dest="methods",
                                  help="method to run (repeatable; default: transfer.methods of the config)")
-
-    sample = commands.add_parser("sample", help="generate labeled windows from a diffusion checkpoint")
-    sample.add_argument("--checkpoint", type=Path, required=True, help="model.pt of the source model or of any transfer method (models/<name>/model.pt)")
-    sample.add_argument("--n", type=int, required=True, help="number of windows")
-    sample.add_argument("--class-mix", type=_class_mix, help="shares per class, e.g. N=0.5,S=0.25,V=0.25 (default: equal)")
-    sample.add_argument("--sampler", choices=SAMPLERS, default="dpmpp_sde",
-                        help="dpmpp_sde (default): SDE-DPM-Solver++(2M); dpmpp: its ODE form; ddim; ddpm")
-    sample.add_argument("--steps", type=int, default=25, help="sampling steps (10-50 for dpmpp_sde/dpmpp/ddim)")
-    sample.add_argument("--guidance-scale", type=float, default=1.0, help="classifier-free guidance scale (1 = none)")
-    sample.add_argument("--transfer-scale", type=float,
-                        help="guidance scale w of a transferred model (TGDP, domain guidance); default: the one it was built with")
-    sample.add_argument("--seed", type=int, default=0)
-    sample.add_argument("--out", type=Path, required=True, help="output folder")
-    sample.add_argument("--format", choices=("store", "npz", "wfdb", "csv"), default="store",
-                        help="store: windows.npy + meta.parquet + cohort.json (the cohort layout)")
-    sample.add_argument("--device", default="auto")
-    sample.add_argument("--batch-size", type=int, default=256)
-    sample.set_defaults(handler=_sample)
+    _add_sample_command(commands)
     _add_augment_command(commands)
     return parser
 
 
+def _command(commands, name: str, text: str) -> argparse.ArgumentParser:
+    return commands.add_parser(name, help=text, description=text, formatter_class=_HelpFormatter)
+
+
+def _add_fetch_command(commands) -> None:
+    from pipeline.config import DATA_ROOT_ENV, default_data_root
+
+    fetch = _command(commands, "fetch", "download PhysioNet databases with wfdb")
+    fetch.add_argument("databases", nargs="+", choices=DATABASES, metavar="DB", help=f"one of {', '.join(DATABASES)}")
+    fetch.add_argument("--data-root", type=Path, default=default_data_root(), metavar="DIR",
+                       help=f"folder to download into (${DATA_ROOT_ENV} when set, else the user folder)")
+    fetch.add_argument("--ptbxl-rate", type=int, choices=(100, 500), default=100,
+                       help="PTB-XL records to fetch: records100 or records500 (Hz)")
+    fetch.set_defaults(handler=_fetch)
+
+
+def _add_config_arguments(command: argparse.ArgumentParser) -> None:
+    from pipeline.config import DATA_ROOT_ENV, user_data_root
+    from pipeline.shipped import recipe_names
+
+    command.add_argument("config", metavar="CONFIG",
+                         help=f"a shipped recipe ({', '.join(recipe_names())}) or the path of a TOML config")
+    command.add_argument("--run-dir", type=Path, help="run directory (default: runs/<config name>/)")
+    command.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a config entry, e.g. --set windows.fs_hz=250 (repeatable)",
+    )
+    command.add_argument("--data-root", type=Path, metavar="DIR",
+                         help=f"folder holding the PhysioNet databases (sets data_root; default: the config's, else "
+                              f"${DATA_ROOT_ENV}, else {user_data_root()})")
+    command.add_argument("--force", action="store_true", help="redo stages even when their inputs are unchanged")
+
+
+def _add_sample_command(commands) -> None:
+    from pipeline.config import EvaluationConfig
+
+    sampling = EvaluationConfig.model_fields
+    sample = _command(commands, "sample", "generate labeled windows from a diffusion checkpoint")
+    sample.add_argument("--checkpoint", type=Path, required=True,
+                        help="model.pt of the source model or of any transfer method (models/<name>/model.pt)")
+    sample.add_argument("--n", type=_positive_int, required=True, help="number of windows")
+    sample.add_argument("--class-mix", type=_class_mix, help="shares per class, e.g. N=0.5,S=0.25,V=0.25 "
+                                                             "(default: equal)")
+    sample.add_argument("--sampler", choices=_literal_choices(sampling["sampler"]), default=sampling["sampler"].default,
+                        help="dpmpp_sde: SDE-DPM-Solver++(2M); dpmpp: its ODE form; ddim; ddpm")
+    sample.add_argument("--steps", type=_positive_int, default=sampling["sampling_steps"].default,
+                        help="sampling steps (10-50 for dpmpp_sde/dpmpp/ddim; at most what the checkpoint's schedule allows)")
+    sample.add_argument("--cfg-scale", type=float, default=1.0,
+                        help="classifier-free guidance scale (1 = plain conditional sampling)")
+    sample.add_argument("--transfer-scale", type=float,
+                        help="guidance weight w of a transferred model (TGDP, domain guidance); default: the one it "
+                             "was built with")
+    sample.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise")
+    sample.add_argument("--out", type=Path, required=True, help="output folder")
+    sample.add_argument("--format", choices=("store", *EXPORT_FORMATS), default="store",
+                        help=f"store: windows.npy + meta.parquet + cohort.json (the cohort layout); {FORMAT_HELP}")
+    sample.add_argument("--device", type=_device, default="auto", help="'auto' (CUDA when available), 'cpu', "
+                                                                        "'cuda', 'cuda:1', ...")
+    sample.add_argument("--batch-size", type=_positive_int, default=256, help="windows denoised at once")
+    sample.set_defaults(handler=_sample)
+
+
 def _add_augment_command(commands) -> None:
-    text = "add synthetic windows to your own small labeled dataset, transferred from a source model"
-    augment = commands.add_parser("augment", help=text, description=text)
+    from pipeline.config import TRANSFER_METHODS
+    from pipeline.shipped import SHIPPED_SOURCE_MODEL
+
+    augment = _command(commands, "augment", "add synthetic windows to your own small labeled dataset, transferred "
+                                            "from a source model")
     augment.add_argument("--target", type=Path, required=True,
-                         help="a folder of WFDB records with .atr beat labels (or --labels-csv), or an .npz/.csv of windows")
+                         help="a folder of WFDB records with .atr beat labels (or --labels-csv), or an .npz/.csv of "
+                              "windows")
     augment.add_argument("--out", type=Path, required=True, help="output folder")
-    augment.add_argument("--method", choices=TRANSFER_METHODS, default="tgdp")
-    augment.add_argument("--n-per-class", type=int, default=500, help="synthetic windows per class")
-    augment.add_argument("--format", choices=FORMATS, default="npz")
+    augment.add_argument("--method", choices=TRANSFER_METHODS, default="tgdp",
+                         help="transfer method (see `ecg-tgdp transfer --help`)")
+    augment.add_argument("--n-per-class", type=_positive_int, default=500, help="synthetic windows per class")
+    augment.add_argument("--format", choices=EXPORT_FORMATS, default="npz", help=FORMAT_HELP)
     augment.add_argument("--source-model", type=Path, default=SHIPPED_SOURCE_MODEL,
-                         help="source checkpoint; it fixes classes, leads, rate and window (default: the shipped mitdb model)")
+                         help="source checkpoint, by default the shipped MIT-BIH model; it fixes classes, leads, rate "
+                              "and window")
     augment.add_argument("--labels-csv", help="record-level labels for a WFDB folder (columns record, label[, patient])")
     augment.add_argument("--leads", nargs="+", metavar="NAME",
                          help="lead names in your records, in the model's lead order (default: the model's, e.g. MLII)")
     augment.add_argument("--fs-in-hz", type=float, help="sampling rate of a CSV (or of an NPZ without fs_hz)")
-    augment.add_argument("--resample", action="store_true", help="allow resampling records at another rate than the model's")
-    augment.add_argument("--min-per-class", type=int, default=20, help="fewest real windows of each class to accept")
-    augment.add_argument("--source-per-class", type=int, default=500,
+    augment.add_argument("--resample", action="store_true",
+                         help="allow resampling records at another rate than the model's")
+    augment.add_argument("--min-per-class", type=_positive_int, default=20,
+                         help="fewest real windows of each class to accept")
+    augment.add_argument("--source-per-class", type=_positive_int, default=500,
                          help="source-model samples per class that stand in for the source cohort")
-    augment.add_argument("--steps", type=int, default=25, help="sampling steps (SDE-DPM-Solver++)")
-    augment.add_argument("--seed", type=int, default=0)
-    augment.add_argument("--device", default="auto")
+    augment.add_argument("--steps", type=_positive_int, default=25, help="sampling steps (SDE-DPM-Solver++)")
+    augment.add_argument("--seed", type=int, default=0, help="seed of the split, the transfer and the sampler")
+    augment.add_argument("--device", type=_device, default="auto", help="'auto' (CUDA when available), 'cpu', "
+                                                                         "'cuda', 'cuda:1', ...")
     augment.add_argument("--work-dir", type=Path, help="transfer run folder (default: .<out>.work beside --out)")
     augment.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                          help="override a transfer setting, e.g. --set transfer.tgdp.guidance_steps=500 (repeatable)")
     augment.set_defaults(handler=_augment)
+
+
+def _literal_choices(field) -> tuple[str, ...]:
+    """The names a config field of type Literal[...] allows."""
+    from typing import get_args
+
+    return get_args(field.annotation)
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _device(text: str) -> str:
+    """'auto' as it is; anything else must be a name torch knows (imported only then)."""
+    if text == "auto":
+        return text
+    import torch
+
+    try:
+        torch.device(text)
+    except (RuntimeError, ValueError):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a torch device; use auto, cpu, cuda, cuda:1, ...") from None
+    return text
 
 
 def _class_mix(text: str) -> dict[str, float]:
@@ -119,56 +225,73 @@ def _class_mix(text: str) -> dict[str, float]:
     return mix
 
 
-def _add_config_arguments(command: argparse.ArgumentParser) -> None:
-    command.add_argument("config", type=Path, help="TOML config (see configs/)")
-    command.add_argument("--run-dir", type=Path, help="run directory (default: runs/<config name>/)")
-    command.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-        help="override a config entry, e.g. --set windows.fs_hz=250 (repeatable)",
-    )
-    command.add_argument("--force", action="store_true", help="redo stages even when their inputs are unchanged")
-
-
 def _open(args) -> tuple:
-    config = load_config(args.config, args.overrides)
+    """The config (a recipe name or a path, with --set, --data-root and --classifier applied) and its run directory."""
+    from pipeline.config import load_config
+    from pipeline.rundir import RunDir
+    from pipeline.shipped import recipe_path
+
+    overrides = list(args.overrides)
+    if args.data_root is not None:
+        overrides.append(f"data_root={json.dumps(str(args.data_root))}")  # a JSON string is a TOML string
+    if getattr(args, "classifier", None) is not None:
+        overrides.append(f"evaluation.classifier={json.dumps(args.classifier)}")
+    config = load_config(recipe_path(args.config), overrides)
     return config, RunDir.open(config, args.run_dir)
 
 
 def _fetch(args) -> None:
+    from data.fetch import fetch_database
+
     for name in args.databases:
         fetch_database(name, args.data_root, ptbxl_rate_hz=args.ptbxl_rate)
 
 
 def _simulate(args) -> None:
+    from pipeline import stages
+
     stages.simulate_stage(*_open(args), force=args.force)
 
 
 def _ingest(args) -> None:
+    from pipeline import stages
+
     config, run = _open(args)
     stages.simulate_stage(config, run, force=args.force)
     stages.ingest_stage(config, run, force=args.force)
 
 
 def _train_source(args) -> None:
+    from pipeline.diffusion_stages import train_source_stage
+
     train_source_stage(*_open(args), force=args.force)
 
 
 def _sample(args) -> None:
-    if args.n < 1:
-        raise ConfigError(f"--n must be at least 1, got {args.n}")
-    sample_command(
-        args.checkpoint, args.n, args.out, class_mix=args.class_mix, method=args.sampler, steps=args.steps,
-        seed=args.seed, fmt=args.format, guidance_scale=args.guidance_scale, device=args.device,
-        batch_size=args.batch_size, transfer_scale=args.transfer_scale,
-    )
+    from pipeline.config import ConfigError
+    from pipeline.diffusion_stages import sample_command
+
+    try:
+        sample_command(
+            args.checkpoint, args.n, args.out, class_mix=args.class_mix, method=args.sampler, steps=args.steps,
+            seed=args.seed, fmt=args.format, guidance_scale=args.cfg_scale, device=args.device,
+            batch_size=args.batch_size, transfer_scale=args.transfer_scale,
+        )
+    except ValueError as error:  # what the checkpoint cannot serve, e.g. more steps than its schedule has
+        raise ConfigError(f"sample: {error}") from None
 
 
 def _transfer(args) -> None:
+    from pipeline.transfer_stage import transfer_stage
+
     config, run = _open(args)
     transfer_stage(config, run, args.methods, force=args.force)
 
 
 def _evaluate(args) -> None:
+    from pipeline.evaluate_stage import evaluate_stage
+    from pipeline.sample_stage import sample_stage
+
     config, run = _open(args)
     if not args.samples:
         sample_stage(config, run, force=args.force)
@@ -176,15 +299,22 @@ def _evaluate(args) -> None:
 
 
 def _augment(args) -> None:
-    if args.n_per_class < 1:
-        raise ConfigError(f"--n-per-class must be at least 1, got {args.n_per_class}")
+    from pipeline.augment import augment
+
     augment(args.target, args.out, source_model=args.source_model, method=args.method, n_per_class=args.n_per_class,
-            fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz, resample=args.resample,
-            min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
-            seed=args.seed, device=args.device, work_dir=args.work_dir, overrides=tuple(args.overrides))
+            fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz,
+            resample=args.resample, min_per_class=args.min_per_class, source_per_class=args.source_per_class,
+            sampling_steps=args.steps, seed=args.seed, device=args.device, work_dir=args.work_dir,
+            overrides=tuple(args.overrides))
 
 
 def _run(args) -> None:
+    from pipeline import stages
+    from pipeline.diffusion_stages import train_source_stage
+    from pipeline.evaluate_stage import evaluate_stage
+    from pipeline.sample_stage import sample_stage
+    from pipeline.transfer_stage import transfer_stage
+
     config, run = _open(args)
     stages.simulate_stage(config, run, force=args.force)
     stages.ingest_stage(config, run, force=args.force)
@@ -195,16 +325,27 @@ def _run(args) -> None:
     print(f"run {config.name}: finished; report: {report}")
 
 
+def _one_line(message: str) -> str:
+    """A message that quotes a library's multi-line text (torch's unpickler) on one line."""
+    return " ".join(line.strip() for line in message.splitlines() if line.strip())
+
+
+def _is_user_error(error: BaseException) -> bool:
+    return any((cls.__module__, cls.__qualname__) in USER_ERRORS for cls in type(error).__mro__)
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         args.handler(args)
-    except USER_ERRORS as error:
-        print(f"ecg-tgdp: error: {error}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # also while the handler is still importing torch
         print("ecg-tgdp: interrupted", file=sys.stderr)
         return 130
+    except Exception as error:
+        if not _is_user_error(error):
+            raise
+        print(f"ecg-tgdp: error: {_one_line(str(error))}", file=sys.stderr)
+        return 1
     return 0
 
 

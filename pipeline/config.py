@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Literal
@@ -17,6 +18,28 @@ else:  # pragma: no cover
 
 class ConfigError(Exception):
     """A config that cannot be used; the message names the file and the key."""
+
+
+DATA_ROOT_ENV = "ECG_TGDP_DATA_ROOT"
+
+
+def user_data_root() -> Path:
+    """The per-user folder for PhysioNet databases: $XDG_DATA_HOME (else ~/.local/share)/ecg-tgdp/physionet."""
+    base = os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share"
+    return Path(base) / "ecg-tgdp" / "physionet"
+
+
+def default_data_root() -> Path:
+    """`data_root` of a config that sets none: $ECG_TGDP_DATA_ROOT, else `user_data_root()`."""
+    from_env = os.environ.get(DATA_ROOT_ENV)
+    return Path(from_env).expanduser() if from_env else user_data_root()
+
+
+def data_root_choices() -> str:
+    """The three ways to say where the databases are, for the message when a folder is missing."""
+    return (f"give the folder holding the databases with --data-root DIR (or `data_root` in the config), or "
+            f"in the environment variable {DATA_ROOT_ENV}, or download them into {user_data_root()} with "
+            "`ecg-tgdp fetch`")
 
 
 class _Strict(BaseModel):
@@ -143,7 +166,8 @@ class TrainingConfig(_Strict):
 class SourceModelConfig(_Strict):
     """The source diffusion model: a shipped pretrained checkpoint, or one trained here."""
 
-    pretrained: Path | None = Field(None, description="checkpoint to use instead of training (relative to the working directory); '' trains anew")
+    pretrained: Path | None = Field(None, description="checkpoint to use instead of training: a shipped model's name "
+                                    "(models/pretrained/<name>) or a path; '' trains anew")
     model: DiffusionModelConfig = DiffusionModelConfig()
     training: TrainingConfig = TrainingConfig()
 
@@ -243,7 +267,8 @@ class Config(_Strict):
 
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
-    data_root: Path = Field(Path("physionet"), description="folder holding PhysioNet databases (relative to the working directory)")
+    data_root: Path = Field(default_factory=default_data_root, description="folder holding PhysioNet databases "
+                            "(relative to the working directory); unset: $ECG_TGDP_DATA_ROOT, else the user folder")
     workers: int = Field(0, ge=0, description="worker processes for ingest; 0 means one per CPU core")
     device: str = Field("auto", description="'auto' (CUDA when available), 'cpu', 'cuda', 'cuda:1', ...")
     windows: WindowConfig = WindowConfig()

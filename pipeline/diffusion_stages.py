@@ -54,7 +54,8 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
     extra = {
         "unet": {**asdict(unet), "channel_mults": list(unet.channel_mults)},
         "schedule": {"kind": settings.model.schedule, "num_steps": settings.model.num_steps},
-        **{key: cohort.info.get(key) for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s", "normalization")},
+        **{key: cohort.info.get(key) for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s",
+                                                 "amplitude_normalization", "normalization")},
         "trained_on": cohort.info["database"],
     }
     train, val = cohort.split("train"), cohort.split("val")
@@ -81,11 +82,12 @@ def fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
 
 
 def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:
-    """Use a shipped model when it was trained for the same classes, leads and window geometry."""
-    if not Path(path).is_file():
-        raise ConfigError(f"source_model.pretrained: {path} not found")
+    """Use a shipped model (by name or path) when it was trained for the same classes, leads and window geometry."""
+    from pipeline.shipped import pretrained_path
+
+    path = pretrained_path(path)
     extra = DiffusionModel.load(path).extra
-    for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s"):
+    for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s", "amplitude_normalization"):
         if extra.get(key) != cohort_info.get(key):
             raise ConfigError(f"source_model.pretrained: {path} has {key}={extra.get(key)!r}, the source cohort "
                               f"{cohort_info.get(key)!r}")

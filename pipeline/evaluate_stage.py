@@ -20,12 +20,14 @@ from data.store import Cohort, read_cohort
 from evaluation import figures
 from evaluation.classifier_inputs import PreparedInputs, WindowGeometry
 from evaluation.downstream import load_downstream
+from evaluation.ecg_paper import ecg_strips
 from evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
 from evaluation.privacy import memorization
 from evaluation.report import Section, write_report
+from evaluation.report_tables import plain_view, utility_view
 from evaluation.utility import build_arms, class_indices, run_utility
 from models.classifier import ClassifierInputs, ClassifierTraining
-from pipeline.config import Config, ConfigError
+from pipeline.config import TRANSFER_METHODS, Config, ConfigError
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
 
@@ -74,7 +76,10 @@ def _checked_samples(folder: Path, target: Cohort) -> Cohort:
     return samples
 
 
-def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[str, Cohort]) -> dict:
+def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[str, Cohort],
+              sweeps: dict | None = None) -> dict:
+    """Every statistic, table, figure and section of the report; `sweeps` (utility vs transfer scale and vs
+    budget, rows as in `sweep_figures`) goes into metrics.json and the report when given."""
     settings = config.evaluation
     classes, fs_hz = target.classes, float(target.info["fs_hz"])
     train, val, test = (target.split(name) for name in ("train", "val", "test"))
@@ -119,18 +124,25 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
         "fidelity": pd.DataFrame(fidelity_rows),
         "privacy": pd.DataFrame(privacy_rows),
     }
+    metrics = {
+        "utility": utility.to_json(),
+        "fidelity": tables["fidelity"].to_dict(orient="records"),
+        "privacy": tables["privacy"].to_dict(orient="records"),
+        "counts": {"target_test": len(test.meta), "target_train": len(train.meta),
+                   **{f"samples:{m}": len(s.meta) for m, s in synthetic.items()}},
+        "settings": config.evaluation.model_dump(mode="json"),
+        **({"sweeps": sweeps} if sweeps else {}),
+    }
+    colors = figures.method_colors(list(dict.fromkeys([*synthetic, *_sweep_methods(sweeps)])))
     return {
-        "metrics": {
-            "utility": utility.to_json(),
-            "fidelity": tables["fidelity"].to_dict(orient="records"),
-            "privacy": tables["privacy"].to_dict(orient="records"),
-            "counts": {"target_test": len(test.meta), "target_train": len(train.meta),
-                       **{f"samples:{m}": len(s.meta) for m, s in synthetic.items()}},
-            "settings": config.evaluation.model_dump(mode="json"),
-        },
+        "metrics": metrics,
         "tables": tables,
-        "figures": _figures(test, synthetic, classes, fs_hz, tables["utility"]),
-        "sections": _sections(),
+        "views": {"utility": utility_view(tables["utility"]),
+                  "fidelity": plain_view(tables["fidelity"], ["method", "class"]),
+                  "privacy": plain_view(tables["privacy"], ["method"])},
+        "figures": report_figures(test, synthetic, classes, target.info.get("anchor_s"), tables["utility"], colors)
+        | sweep_figures(sweeps, colors),
+        "sections": report_sections(sweeps),
     }
 
 
@@ -156,16 +168,42 @@ def _add_ratio_diagnostics(evaluation: dict, files: dict[str, Path]) -> None:
         tables=["ratio_summary", "ratio_bands"]))
 
 
-def _figures(test: Cohort, synthetic: dict[str, Cohort], classes: list[str], fs_hz: float, utility: pd.DataFrame) -> dict:
+def report_figures(test: Cohort, synthetic: dict[str, Cohort], classes: list[str], anchor_s: float | None,
+                   utility: pd.DataFrame, colors: dict[str, str]) -> dict:
+    """The report's figures of real vs synthetic windows and of utility; `colors` maps each method to its colour."""
+    fs_hz = float(test.info["fs_hz"])
+    real = _by_class(test, classes)
+    by_method = {m: _by_class(s, classes) for m, s in synthetic.items()}
     grid = {"real target (test)": (test.windows, test.meta["label"].to_numpy())}
     grid |= {m: (s.windows, s.meta["label"].to_numpy()) for m, s in synthetic.items()}
     bars = utility.set_index("arm").rename(columns=lambda c: c.replace("_seed_", "_"))
     return {
-        "class_overlays": figures.class_overlays(_by_class(test, classes),
-                                                 {m: _by_class(s, classes) for m, s in synthetic.items()}, fs_hz),
-        "sample_grid": figures.sample_grid(grid, classes, fs_hz),
-        "utility_macro_f1": figures.metric_bars(bars, "macro_f1"),
+        "utility_macro_f1": figures.metric_bars(bars, "macro_f1", "macro-F1 (mean and 95% interval over seeds)",
+                                                colors),
+        "class_overlays": figures.class_overlays(real, by_method, fs_hz, colors, anchor_s),
+        "ecg_paper": ecg_strips(real, by_method, fs_hz, colors, anchor_s),
+        "sample_grid": figures.sample_grid(grid, classes, fs_hz, colors, anchor_s),
     }
+
+
+SWEEP_FIGURES = {"sweep_transfer_scale": ("transfer_scale", figures.transfer_scale_sweep),
+                 "sweep_budget": ("budget", figures.budget_sweep)}
+
+
+def sweep_figures(sweeps: dict | None, colors: dict[str, str]) -> dict:
+    """Utility vs transfer scale w and vs target budget from `sweeps`: {"transfer_scale": [{method, transfer_scale,
+    macro_f1, macro_f1_low, macro_f1_high}, ...], "budget": [{method_or_arm, budget, macro_f1, ...}, ...]}."""
+    return {name: SWEEP_FIGURES[name][1](sweeps[SWEEP_FIGURES[name][0]], colors) for name in _sweeps_present(sweeps)}
+
+
+def _sweeps_present(sweeps: dict | None) -> list[str]:
+    return [name for name, (key, _) in SWEEP_FIGURES.items() if (sweeps or {}).get(key)]
+
+
+def _sweep_methods(sweeps: dict | None) -> list[str]:
+    """Transfer methods named in the sweeps, so that they get colours beside the run's own methods."""
+    rows = [*(sweeps or {}).get("transfer_scale", []), *(sweeps or {}).get("budget", [])]
+    return [name for name in (row.get("method", row.get("method_or_arm")) for row in rows) if name in TRANSFER_METHODS]
 
 
 def _by_class(cohort: Cohort, classes: list[str]) -> dict[str, np.ndarray]:
@@ -173,16 +211,31 @@ def _by_class(cohort: Cohort, classes: list[str]) -> dict[str, np.ndarray]:
     return {name: cohort.windows[labels == name] for name in classes}
 
 
-def _sections() -> list[Section]:
-    return [
+def report_sections(sweeps: dict | None = None) -> list[Section]:
+    """The report's sections in reading order; the sweep section only when metrics.json holds sweeps."""
+    sections = [
         Section("Downstream utility",
-                "One 1D CNN per arm and seed, early stopped on target validation patients, tested on held-out target "
-                "patients. Columns: mean over seeds, Student-t 95% interval over seeds (_seed_low/_seed_high), and a "
-                "95% interval from resampling test patients (_boot_low/_boot_high).",
+                "One classifier per arm and seed, early stopped on target validation patients, tested on held-out "
+                "target patients. Cells: mean over seeds [Student-t 95% interval over seeds], and for macro-F1 also "
+                "the 95% interval from resampling test patients; per-class sensitivity and PPV are seed means "
+                "(every interval is in utility.csv). Bars: each method's colour, lighter for its synthetic-only arm; "
+                "real-data arms grey.",
                 tables=["utility"], figures=["utility_macro_f1"]),
+    ]
+    if _sweeps_present(sweeps):
+        sections.append(Section(
+            "Utility against transfer scale and target budget",
+            "Macro-F1 (mean and 95% interval) against the transfer scale w, the weight of TGDP's and domain "
+            "guidance's guidance term applied at sampling, and against the number of labeled target windows; "
+            "real-data arms dashed. The numbers are under \"sweeps\" in metrics.json.",
+            figures=_sweeps_present(sweeps)))
+    sections += [
         Section("Real vs synthetic beats",
-                "Mean ± 1 s.d. per class of the held-out real target windows and of each method's samples.",
-                figures=["class_overlays", "sample_grid"]),
+                "Mean ± 1 s.d. per class of the held-out real target windows (black) and of each method's samples, "
+                "then the first windows of each class on ECG paper and the first four of each set overlaid. Every "
+                "panel's y-axis spans the real windows of its class; samples far off leave the panel. Dotted line "
+                "and ▼: the labeled beat.",
+                figures=["class_overlays", "ecg_paper", "sample_grid"]),
         Section("Fidelity",
                 f"Per class, each method's samples against the held-out real target test windows. The row "
                 f"{REFERENCE!r} scores real target validation patients the same way: what a perfect generator of "
@@ -190,10 +243,11 @@ def _sections() -> list[Section]:
                 tables=["fidelity"]),
         Section("Privacy",
                 "Distance to the closest target training window (DCR) of synthetic and of held-out real windows; "
-                "memorized_share: synthetic windows closer to a training window than all but the given percentile "
+                "memorized share: synthetic windows closer to a training window than all but the given percentile "
                 "of held-out real windows are (≈ percentile/100 for a generator that does not copy).",
                 tables=["privacy"]),
     ]
+    return sections
 
 
 def _print_summary(utility: pd.DataFrame) -> None:

@@ -11,7 +11,7 @@ from data.ingest import class_counts, normalization_stats
 from data.splits import labeled_budget, split_by_fold, split_patients
 from data.store import write_cohort
 from pipeline.cohorts import anchor_of, read_cohort_windows
-from pipeline.config import CohortConfig, Config, ConfigError
+from pipeline.config import CohortConfig, Config, ConfigError, data_root_choices
 from pipeline.rundir import RunDir, fingerprint_files
 
 
@@ -61,7 +61,7 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
     folders = {name: cohort_folder(config, cohort, run) for name, cohort in config.cohorts().items()}
     for name, folder in folders.items():
         if not folder.exists():
-            raise ConfigError(f"{name}.database: {folder} not found (run `ecg-tgdp fetch` or set data_root)")
+            raise ConfigError(f"{name}.database: {folder} not found; {data_root_choices()}")
     outputs = [run.path / "cohorts" / name / "cohort.json" for name in folders]
     fingerprint = config.section_hash("seed", "windows", "source", "target") + fingerprint_files(list(folders.values()))
     if not force and run.is_current("ingest", fingerprint, outputs):

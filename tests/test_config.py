@@ -1,25 +1,48 @@
 """Config models: every shipped recipe loads; unknown keys and bad values are named."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
-from pipeline.config import ConfigError, dump_config, load_config
+from pipeline.config import ConfigError, default_data_root, dump_config, load_config
+from pipeline.shipped import recipe_names, recipe_path
 from tests.conftest import REPO
 
 RECIPES = sorted((REPO / "configs").glob("*.toml"))
 
 
 @pytest.mark.parametrize("path", RECIPES, ids=[p.stem for p in RECIPES])
-def test_every_shipped_config_loads_and_round_trips(path, tmp_path):
+def test_every_shipped_config_loads_by_name_and_by_path_and_round_trips(path, tmp_path):
     config = load_config(path)
     assert config.name == path.stem
+    assert recipe_path(path.stem).resolve() == path.resolve() and load_config(recipe_path(path.stem)) == config
+    assert load_config(recipe_path(str(path))) == config
     resolved = tmp_path / "resolved.toml"
     resolved.write_text(dump_config(config))
     assert load_config(resolved) == config
 
 
-def test_the_three_recipes_are_shipped():
-    assert {p.stem for p in RECIPES} >= {"quickstart", "mitdb_to_svdb", "ptbxl_device_shift"}
+def test_every_recipe_in_configs_is_shipped_by_name():
+    assert recipe_names() == [p.stem for p in RECIPES]
+    assert set(recipe_names()) >= {"quickstart", "mitdb_to_svdb", "ptbxl_device_shift"}
+
+
+def test_a_path_is_taken_as_a_path_even_when_missing(tmp_path):
+    assert recipe_path("my/quickstart") == Path("my/quickstart")
+    assert recipe_path("elsewhere.toml") == Path("elsewhere.toml")
+    with pytest.raises(ConfigError, match="'nosuch' is neither a shipped recipe"):
+        recipe_path("nosuch")
+
+
+def test_data_root_comes_from_the_config_else_the_environment_else_the_user_folder(tmp_path, monkeypatch):
+    recipe = REPO / "configs/mitdb_to_svdb.toml"
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv("ECG_TGDP_DATA_ROOT", raising=False)
+    assert load_config(recipe).data_root == tmp_path / "xdg" / "ecg-tgdp" / "physionet" == default_data_root()
+    monkeypatch.setenv("ECG_TGDP_DATA_ROOT", str(tmp_path / "env"))
+    assert load_config(recipe).data_root == tmp_path / "env"
+    assert load_config(recipe, [f"data_root='{tmp_path / 'set'}'"]).data_root == tmp_path / "set"
 
 
 def test_misspelled_key_is_named(tmp_path):

@@ -115,7 +115,8 @@ def test_run_samples_every_method_and_writes_the_report(tiny_run):
     assert {row["method"] for row in metrics["privacy"]} == {"real:target_val", *methods}
     assert {(row["method"], row["class"]) for row in metrics["fidelity"]} >= {("tgdp", c) for c in ("N", "S", "V", "all")}
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 3 and "Downstream utility" in html
+    assert html.count("data:image/png;base64,") == 4 and "Downstream utility" in html
+    assert "alt='ecg_paper'" in html and "macro-F1 [95% seeds]" in html and "macro_f1_seed_low" not in html
     assert {"utility.csv", "fidelity.csv", "privacy.csv"} <= {p.name for p in report.iterdir()}
 
 
@@ -129,6 +130,29 @@ def test_sample_from_the_run_checkpoint_gives_a_cohort_in_mv(tiny_run, tmp_path)
     assert samples.windows.shape == (9, 1, 512)
     assert samples.meta["label"].value_counts().to_dict() == {"V": 6, "N": 3}
     assert samples.meta["synthetic"].all() and np.isfinite(samples.windows).all()
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--steps", "51"], "sample: steps must be in [1, "),  # more than the tiny model's 50-step schedule allows
+    (["--class-mix", "N=1,X=1"], "--class-mix: class mix names ['X'], which the model does not know"),
+])
+def test_sampler_arguments_the_checkpoint_cannot_serve_are_one_line_errors(tiny_run, tmp_path, capsys, arguments,
+                                                                            message):
+    checkpoint = tiny_run[0] / "models/source/model.pt"
+    assert run_cli("sample", "--checkpoint", str(checkpoint), "--n", "3", "--out", str(tmp_path / "out"),
+                   *arguments) == 1
+    err = capsys.readouterr().err
+    error = err.splitlines()[-1]  # after the sampler's progress bar, when it had started
+    assert error.startswith("ecg-tgdp: error: ") and message in error and "Traceback" not in err
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_file_that_is_no_checkpoint_is_a_one_line_error(tmp_path, capsys):
+    bad = tmp_path / "model.pt"
+    bad.write_text("not a checkpoint")
+    assert run_cli("sample", "--checkpoint", str(bad), "--n", "3", "--out", str(tmp_path / "out")) == 1
+    error = capsys.readouterr().err
+    assert error.startswith(f"ecg-tgdp: error: {bad}: not a readable checkpoint") and error.count("\n") == 1
 
 
 @pytest.mark.parametrize("method", ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only", "tgdp"])

@@ -5,20 +5,25 @@ import argparse
 import sys
 from pathlib import Path
 
-from data.export import FORMATS
-from data.fetch import DATABASES, FetchError, fetch_database
-from data.records import RecordError
-from data.store import StoreError
-from models.checkpoint import CheckpointError
-from models.samplers import SAMPLERS
-from pipeline import stages
-from pipeline.augment import SHIPPED_SOURCE_MODEL, augment
-from pipeline.config import TRANSFER_METHODS, ConfigError, load_config
-from pipeline.diffusion_stages import sample_command, train_source_stage
-from pipeline.evaluate_stage import evaluate_stage
-from pipeline.rundir import RunDir
-from pipeline.sample_stage import sample_stage
-from pipeline.transfer_stage import transfer_stage
+try:  # importing torch and friends takes seconds; Ctrl-C meanwhile ends like Ctrl-C anywhere else
+    from data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE
+    from data.export import FORMATS
+    from data.fetch import DATABASES, FetchError, fetch_database
+    from data.records import RecordError
+    from data.store import StoreError
+    from models.checkpoint import CheckpointError
+    from models.samplers import SAMPLERS
+    from pipeline import stages
+    from pipeline.augment import SHIPPED_SOURCE_MODEL, augment
+    from pipeline.config import TRANSFER_METHODS, ConfigError, load_config
+    from pipeline.diffusion_stages import sample_command, train_source_stage
+    from pipeline.evaluate_stage import evaluate_stage
+    from pipeline.rundir import RunDir
+    from pipeline.sample_stage import sample_stage
+    from pipeline.transfer_stage import transfer_stage
+except KeyboardInterrupt:
+    print("ecg-tgdp: interrupted", file=sys.stderr)
+    raise SystemExit(130) from None
 
 USER_ERRORS = (ConfigError, RecordError, StoreError, FetchError, CheckpointError, FileNotFoundError)
 
@@ -84,7 +89,12 @@ def _add_augment_command(commands) -> None:
                          help="a folder of WFDB records with .atr beat labels (or --labels-csv), or an .npz/.csv of windows")
     augment.add_argument("--out", type=Path, required=True, help="output folder")
     augment.add_argument("--method", choices=TRANSFER_METHODS, default="tgdp")
-    augment.add_argument("--n-per-class", type=int, default=500, help="synthetic windows per class")
+    augment.add_argument("--n-per-class", type=int,
+                         help="add this many synthetic windows of every class (default: top rare classes up, below)")
+    augment.add_argument("--target-share", type=float, default=DEFAULT_TARGET_SHARE,
+                         help="top each class up to this share of the majority class's real count (default: %(default)s)")
+    augment.add_argument("--max-per-class", type=int, default=DEFAULT_MAX_PER_CLASS,
+                         help="at most this many synthetic windows of a class when topping up (default: %(default)s)")
     augment.add_argument("--format", choices=FORMATS, default="npz")
     augment.add_argument("--source-model", type=Path, default=SHIPPED_SOURCE_MODEL,
                          help="source checkpoint; it fixes classes, leads, rate and window (default: the shipped mitdb model)")
@@ -176,10 +186,13 @@ def _evaluate(args) -> None:
 
 
 def _augment(args) -> None:
-    if args.n_per_class < 1:
+    if args.n_per_class is not None and args.n_per_class < 1:
         raise ConfigError(f"--n-per-class must be at least 1, got {args.n_per_class}")
+    if args.target_share <= 0 or args.max_per_class < 0:
+        raise ConfigError(f"--target-share must be positive and --max-per-class at least 0, got {args.target_share} "
+                          f"and {args.max_per_class}")
     augment(args.target, args.out, source_model=args.source_model, method=args.method, n_per_class=args.n_per_class,
-            fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz, resample=args.resample,
+            target_share=args.target_share, max_per_class=args.max_per_class, fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz, resample=args.resample,
             min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
             seed=args.seed, device=args.device, work_dir=args.work_dir, overrides=tuple(args.overrides))
 

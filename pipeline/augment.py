@@ -28,7 +28,7 @@ from data.atomic import write_json
 from data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE, top_up_counts
 from data.export import export_windows, write_synthetic_cohort
 from data.ingest import class_counts, list_wfdb_records
-from data.plausibility import SCREEN_SPREAD, plausible_range
+from data.plausibility import SCREEN_SPREAD, plausible_by_class
 from data.records import RecordError
 from data.splits import split_patients
 from data.store import read_cohort, write_cohort
@@ -95,7 +95,8 @@ def augment(
     real = {cls: int((meta["label"] == cls).sum()) for cls in model.classes}
     plan = ({cls: n_per_class for cls in model.classes} if n_per_class is not None
             else top_up_counts(real, target_share=target_share, max_per_class=max_per_class))
-    samples = _synthetic_samples(run, config, model_file, plan, windows, sampling_steps, seed, device)
+    samples = _synthetic_samples(run, config, model_file, plan, windows, meta["label"].to_numpy(str), sampling_steps,
+                                 seed, device)
     written = export_windows(
         out, np.concatenate([windows, samples.windows]),
         np.concatenate([meta["label"].to_numpy(str), samples.meta["label"].to_numpy(str)]),
@@ -154,7 +155,8 @@ def _check_rate(target: Path, config: Config, model_fs_hz: float, resample: bool
                 rates.add(read_header(path).fs)
             except RecordError:
                 continue
-    other = sorted(rate for rate in rates if rate is not None and abs(rate - model_fs_hz) > 1e-6)
+    # a non-positive rate is left to the reader, whose error names it
+    other = sorted(rate for rate in rates if rate is not None and rate > 0 and abs(rate - model_fs_hz) > 1e-6)
     if other and not resample:
         raise ConfigError(f"{target}: recorded at {', '.join(f'{r:g}' for r in other)} Hz, the source model at "
                           f"{model_fs_hz:g} Hz; pass --resample to resample to {model_fs_hz:g} Hz")
@@ -215,11 +217,12 @@ def _write_source_cohort(run: RunDir, source_model: Path, model: DiffusionModel,
 
 
 def _synthetic_samples(run: RunDir, config: Config, model_file: Path, plan: dict[str, int], real_windows: np.ndarray,
-                       steps: int, seed: int, device: str):
-    """`plan[class]` windows of each class from the transferred model, those outside the real windows' plausible
-    range screened out; a cohort in the work folder, reused while the model, the target and the settings are."""
+                       real_labels: np.ndarray, steps: int, seed: int, device: str):
+    """`plan[class]` windows of each class from the transferred model, those outside the plausible range of the real
+    windows of their class screened out; a cohort in the work folder, reused while the model, the target and the
+    settings are."""
     folder = run.path / "samples" / "augment"
-    settings = {"plan": plan, "steps": steps, "seed": seed, "spread": SCREEN_SPREAD}
+    settings = {"plan": plan, "steps": steps, "seed": seed, "screen": {"by": "class", "spread": SCREEN_SPREAD}}
     fingerprint = (hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
                    + fingerprint_files([model_file, run.path / "cohorts" / "target" / "cohort.json"]))
     if run.is_current("augment.samples", fingerprint, [folder / "cohort.json"]):
@@ -231,7 +234,7 @@ def _synthetic_samples(run: RunDir, config: Config, model_file: Path, plan: dict
     labels = np.repeat(np.arange(len(model.classes)), [plan[cls] for cls in model.classes])
     windows = (model.sample_mv(labels, steps=steps, seed=seed, progress=True) if len(labels)
                else np.zeros((0, *real_windows.shape[1:]), np.float32))
-    plausible = plausible_range(real_windows).contains(windows)
+    plausible = plausible_by_class(real_windows, real_labels, windows, np.asarray(model.classes)[labels])
     screened = {cls: int((~plausible & (labels == i)).sum()) for i, cls in enumerate(model.classes)}
     description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}
     write_synthetic_cohort(folder, windows[plausible], labels[plausible], classes=model.classes, method="augment",
@@ -248,7 +251,7 @@ def _print_summary(summary: dict) -> None:
     print(f"augment: real windows {real}; synthetic ({summary['method']}) {synthetic}")
     if screened:
         listed = " · ".join(f"{cls} {n}" for cls, n in summary["screened_out"].items() if n)
-        print(f"augment: screened out {screened} synthetic windows outside the real windows' amplitude and slope "
-              f"range ({listed})")
+        print(f"augment: screened out {screened} synthetic windows outside the amplitude and slope range of the real "
+              f"windows of their class ({listed})")
     print(f"augment: → {summary['output']} (synthetic windows belong to patient {summary['synthetic_patient']!r}; "
           f"summary in augment.json; {summary['seconds']:.0f} s)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.plausibility import check_amplitude, plausible_range
+from data.plausibility import check_amplitude, plausible_by_class, plausible_range
 from data.records import RecordError
 
 
@@ -33,3 +33,12 @@ def test_records_outside_the_physiological_amplitude_name_the_lead():
         check_amplitude(beats * 1000, "r1", ["MLII"])
     with pytest.raises(RecordError, match="outside the physiological 0.01-20 mV"):
         check_amplitude(beats / 1000, "r1", ["MLII"])
+
+
+def test_each_class_is_judged_against_its_own_real_windows():
+    normal, ventricular = _beats(200), 4.0 * _beats(30, seed=3)  # V beats four times as large as N beats
+    real, labels = np.concatenate([normal, ventricular]), np.array(["N"] * 200 + ["V"] * 30)
+    assert not plausible_range(real).contains(ventricular).any()  # a range fit on all real windows rejects them
+    synthetic = 4.0 * _beats(10, seed=4)
+    assert plausible_by_class(real, labels, synthetic, np.array(["V"] * 10)).all()
+    assert not plausible_by_class(real, labels, synthetic, np.array(["N"] * 10)).any()

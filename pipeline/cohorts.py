@@ -109,12 +109,12 @@ def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFr
         )
     listed = "; ".join(f"{label!r} ({len(records)} records: {_few(records)})" for label, records in sorted(outside.items()))
     if outside and not tasks:
-        raise ConfigError(f"{cohort.labels_csv}: no record has a label among windows.classes {classes}; "
+        raise ConfigError(f"labels_csv {cohort.labels_csv}: no record has a label among windows.classes {classes}; "
                           f"its labels are {listed}")
     result = read_records(tasks, workers=config.workers, desc=desc)
     result.dropped_before_reading.update(dropped)
     if outside:
-        result.notes.append(f"{cohort.labels_csv}: records left out, their labels are not among windows.classes "
+        result.notes.append(f"labels_csv {cohort.labels_csv}: records left out, their labels are not among windows.classes "
                             f"{classes}: {listed}")
     return result
 

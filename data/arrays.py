@@ -1,4 +1,11 @@
-"""A user's own labeled windows, from an NPZ or CSV file, as a target cohort: one RecordWindows per patient."""
+"""A user's own labeled windows, from an NPZ or CSV file, as a target cohort: one RecordWindows per patient.
+
+A file may say how it was made, so that what `data.export` writes reads back as written:
+`fs_hz`, `band_hz` (already band-passed with these edges: not filtered again), `anchor_s`
+(where each window's beat sits) and a boolean `synthetic` per window. An NPZ stores them as
+arrays; a CSV as a first line `# ecg-tgdp fs_hz=128 band_hz=0.5,40 anchor_s=2` and a
+`synthetic` column.
+"""
 from __future__ import annotations
 
 from collections import Counter
@@ -10,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from data import preprocess
+from data.plausibility import check_amplitude
 from data.records import RecordError, RecordWindows
 
 
@@ -22,6 +30,9 @@ class _Arrays:
     patients: np.ndarray | None  # str [N]
     fs_hz: float | None
     leads: list[str] | None
+    band_hz: tuple[float, float] | None = None  # the file's windows were band-passed with these edges
+    anchor_s: float | None = None  # seconds from a window's start to its beat
+    synthetic: np.ndarray | None = None  # bool [N]
 
 
 def read_array_windows(
@@ -34,15 +45,18 @@ def read_array_windows(
     label_column: str = "label",
     patient_column: str = "patient",
     leads: list[str] | None = None,
+    anchor_s: float | None = None,
 ) -> list[RecordWindows]:
-    """Windows of an NPZ or CSV file, filtered, resampled to `fs_hz` and centre-cropped to `window_s`, per patient.
+    """Windows of an NPZ or CSV file, filtered, resampled to `fs_hz` and cropped to `window_s`, per patient.
 
     NPZ: `windows` (or `x`) [N, T] or [N, leads, T] in mV, labels under `label_column`,
     `labels` or `y`, optional patients under `patient_column` or `patients`, optional
     scalar `fs_hz` (used when `fs_in_hz` is None) and lead names `leads`.
     CSV: one single-lead window per row: the label column, an optional patient column,
-    and every other column a sample; `fs_in_hz` is required.
-    Rows with NaN or a flat lead are dropped (`nan_or_flat`), rows without a label too
+    and every other column a sample; `fs_in_hz` is required unless the first line gives it.
+    Windows are band-passed unless the file stores `band_hz`; the crop puts the file's anchor
+    (`anchor_s` stored, else the centre) at `anchor_s` (default the centre).
+    Rows with NaN, inf or a flat lead are dropped (`nan_or_flat`), rows without a label too
     (`no_label`); sample_index is the window's row in the file, as arrays carry no record time.
     """
     path = Path(path)
@@ -50,12 +64,14 @@ def read_array_windows(
     fs_in = fs_in_hz if fs_in_hz is not None else arrays.fs_hz
     if fs_in is None:
         raise RecordError(f"{path}: no sampling rate in the file; give fs_in_hz")
+    if not np.isfinite(fs_in) or fs_in <= 0:
+        raise RecordError(f"{path}: sampling rate {fs_in:g} Hz is not positive")
     x = _select_leads(path, arrays, leads)
 
     invalid = preprocess.nan_windows(x) | preprocess.flat_windows(np.nan_to_num(x))
     keep = ~invalid & (arrays.labels != "")
     if not keep.any():
-        raise RecordError(f"{path}: none of its {len(x)} windows is labeled and free of NaN and flat leads")
+        raise RecordError(f"{path}: none of its {len(x)} windows is labeled and free of NaN, inf and flat leads")
     reasons = np.where(invalid, "nan_or_flat", "no_label")  # meaningful where ~keep
 
     warnings = []
@@ -66,12 +82,19 @@ def read_array_windows(
             f"{path}: no patient column, so the whole file is one patient {path.stem!r}; "
             "patient-level splits need a patient column"
         )
+    filter_band = None if arrays.band_hz is not None else band_hz
+    crop = _Crop(fs_in, fs_hz, window_s, arrays.anchor_s, anchor_s)
+    windows = _condition(path, x[keep], filter_band, crop)
+    check_amplitude(np.moveaxis(windows, 1, 0).reshape(windows.shape[1], -1), str(path), leads or arrays.leads
+                    or [f"lead {i}" for i in range(windows.shape[1])])
+    synthetic = np.zeros(len(x), bool) if arrays.synthetic is None else arrays.synthetic
     kept = RecordWindows(
         record=path.stem,
         patient=path.stem,
-        windows=_condition(path, x[keep], fs_in, fs_hz, window_s, band_hz),
+        windows=windows,
         labels=arrays.labels[keep],
         sample_index=np.flatnonzero(keep),
+        columns={"synthetic": synthetic[keep]},
         warnings=warnings,
     )
     return [
@@ -83,6 +106,11 @@ def read_array_windows(
         )
         for patient in pd.unique(patients)
     ]
+
+
+def array_file_rate(path: Path) -> float | None:
+    """The sampling rate an NPZ or CSV of windows stores (`fs_hz`), or None."""
+    return _load(Path(path), "label", "patient").fs_hz
 
 
 def _load(path: Path, label_column: str, patient_column: str) -> _Arrays:
@@ -116,16 +144,24 @@ def _load_npz(path: Path, label_column: str, patient_column: str) -> _Arrays:
     patients = _first(path, contents, (patient_column, "patients"), required=False)
     fs = _first(path, contents, ("fs_hz",), required=False)
     lead_names = _first(path, contents, ("leads",), required=False)
+    band = _first(path, contents, ("band_hz",), required=False)
+    anchor = _first(path, contents, ("anchor_s",), required=False)
+    synthetic = _first(path, contents, ("synthetic",), required=False)
     if windows.dtype.kind not in "fiu":
         raise RecordError(f"{path}: windows are {windows.dtype}, not numbers")
     if windows.ndim == 2:
         windows = windows[:, None, :]
+    if band is not None and np.shape(band) != (2,):
+        raise RecordError(f"{path}: band_hz has shape {np.shape(band)}; expected the two edges [low, high]")
     return _Arrays(
         windows=windows.astype(np.float64),
         labels=labels.astype(str),
         patients=None if patients is None else patients.astype(str),
         fs_hz=None if fs is None else float(fs),
         leads=None if lead_names is None else [str(name) for name in np.atleast_1d(lead_names)],
+        band_hz=None if band is None else (float(band[0]), float(band[1])),
+        anchor_s=None if anchor is None else float(anchor),
+        synthetic=None if synthetic is None else synthetic.astype(bool),
     )
 
 
@@ -142,25 +178,47 @@ def _first(
 
 
 def _load_csv(path: Path, label_column: str, patient_column: str) -> _Arrays:
-    """One single-lead window per row; every column but the label and patient ones is a sample."""
+    """One single-lead window per row; every column but the label, patient and synthetic ones is a sample."""
+    described = _csv_description(path)
     # Labels and patient ids stay text so "007" and "1" are not turned into numbers.
-    table = pd.read_csv(path, dtype={label_column: str, patient_column: str})
+    table = pd.read_csv(path, dtype={label_column: str, patient_column: str}, skiprows=1 if described else 0)
     if label_column not in table.columns:
         raise RecordError(f"{path}: no label column {label_column!r} (columns: {', '.join(table.columns[:5])}, ...)")
-    has_patient = patient_column in table.columns
-    samples = table.drop(columns=[label_column] + ([patient_column] if has_patient else []))
+    named = [column for column in (label_column, patient_column, "synthetic") if column in table.columns]
+    samples = table.drop(columns=named)
     non_numeric = [column for column in samples.columns if not pd.api.types.is_numeric_dtype(samples[column])]
     if non_numeric:
         raise RecordError(f"{path}: sample column {non_numeric[0]!r} holds non-numeric values")
+    has_patient = patient_column in table.columns
     if has_patient and table[patient_column].isna().any():
         raise RecordError(f"{path}: {int(table[patient_column].isna().sum())} rows have no {patient_column!r}")
-    return _Arrays(
-        windows=samples.to_numpy(dtype=np.float64)[:, None, :],
-        labels=table[label_column].fillna("").to_numpy(dtype=str),
-        patients=table[patient_column].to_numpy(dtype=str) if has_patient else None,
-        fs_hz=None,
-        leads=None,
-    )
+    try:
+        band = tuple(float(edge) for edge in described["band_hz"].split(",")) if "band_hz" in described else None
+        return _Arrays(
+            windows=samples.to_numpy(dtype=np.float64)[:, None, :],
+            labels=table[label_column].fillna("").to_numpy(dtype=str),
+            patients=table[patient_column].to_numpy(dtype=str) if has_patient else None,
+            fs_hz=float(described["fs_hz"]) if "fs_hz" in described else None,
+            leads=described["leads"].split(",") if "leads" in described else None,
+            band_hz=band,
+            anchor_s=float(described["anchor_s"]) if "anchor_s" in described else None,
+            synthetic=table["synthetic"].astype(bool).to_numpy() if "synthetic" in table.columns else None,
+        )
+    except ValueError as error:
+        raise RecordError(f"{path}: first line {CSV_DESCRIPTION!r} does not parse ({error})") from None
+
+
+CSV_DESCRIPTION = "# ecg-tgdp"
+
+
+def _csv_description(path: Path) -> dict[str, str]:
+    """key=value pairs of a first line `# ecg-tgdp fs_hz=128 band_hz=0.5,40 anchor_s=2`, or {} without one."""
+    with open(path, encoding="utf-8", errors="replace") as file:
+        first = file.readline().strip()
+    if not first.startswith(CSV_DESCRIPTION):
+        return {}
+    pairs = [word.split("=", 1) for word in first[len(CSV_DESCRIPTION):].split()]
+    return {pair[0]: pair[1] for pair in pairs if len(pair) == 2}
 
 
 def _select_leads(path: Path, arrays: _Arrays, leads: list[str] | None) -> np.ndarray:
@@ -179,19 +237,39 @@ def _select_leads(path: Path, arrays: _Arrays, leads: list[str] | None) -> np.nd
     return x[:, [by_lower[lead.lower()] for lead in leads]]
 
 
-def _condition(
-    path: Path, x: np.ndarray, fs_in_hz: float, fs_hz: float, window_s: float, band_hz: tuple[float, float] | None
-) -> np.ndarray:
-    """Band-pass at the file's rate, resample to `fs_hz` and centre-crop to `window_s`: float32 [N, leads, T]."""
+@dataclass(frozen=True)
+class _Crop:
+    """Rates and where the beat sits: in the file (`file_anchor_s`, None = centre) and in the cohort (`anchor_s`)."""
+
+    fs_in_hz: float
+    fs_hz: float
+    window_s: float
+    file_anchor_s: float | None
+    anchor_s: float | None
+
+
+def _condition(path: Path, x: np.ndarray, band_hz: tuple[float, float] | None, crop: _Crop) -> np.ndarray:
+    """Band-pass at the file's rate (unless `band_hz` is None), resample to `fs_hz` and crop `window_s` with the
+    file's anchor at the cohort's: float32 [N, leads, T]."""
     # Same order as the WFDB readers, so an exported window reads back as it was written.
-    if band_hz is not None:
-        x = preprocess.bandpass(x, fs_in_hz, band_hz)
-    x = preprocess.resample(x, fs_in_hz, fs_hz)
-    length = round(window_s * fs_hz)
+    try:
+        if band_hz is not None:
+            x = preprocess.bandpass(x, crop.fs_in_hz, band_hz)
+    except ValueError as error:
+        raise RecordError(f"{path}: {error}") from None
+    x = preprocess.resample(x, crop.fs_in_hz, crop.fs_hz)
+    length = round(crop.window_s * crop.fs_hz)
     if x.shape[-1] < length:
         raise RecordError(
-            f"{path}: windows have {x.shape[-1]} samples at {fs_hz:g} Hz, "
-            f"shorter than the {length} a {window_s} s window needs"
+            f"{path}: windows have {x.shape[-1]} samples at {crop.fs_hz:g} Hz, "
+            f"shorter than the {length} a {crop.window_s} s window needs"
         )
-    start = (x.shape[-1] - length) // 2
+    if crop.file_anchor_s is None and crop.anchor_s is None:
+        start = (x.shape[-1] - length) // 2
+    else:
+        file_anchor = x.shape[-1] // 2 if crop.file_anchor_s is None else round(crop.file_anchor_s * crop.fs_hz)
+        start = file_anchor - (length // 2 if crop.anchor_s is None else round(crop.anchor_s * crop.fs_hz))
+        if not 0 <= start <= x.shape[-1] - length:
+            raise RecordError(f"{path}: its beats sit {file_anchor / crop.fs_hz:g} s into {x.shape[-1] / crop.fs_hz:g} s "
+                              f"windows; a {crop.window_s} s window with the beat at {crop.anchor_s} s does not fit")
     return x[..., start : start + length].astype(np.float32)

@@ -38,6 +38,8 @@ def incomplete_records(folder: Path) -> list[str]:
         paths = list_wfdb_records(folder)
     except FileNotFoundError:
         return ["<folder missing>"]
+    except RecordError:  # a folder without any header
+        return ["<no records>"]
     if not paths:
         return ["<no records>"]
     broken = []

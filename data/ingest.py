@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -24,6 +25,7 @@ class ReadResult:
     parts: list[RecordWindows]
     skipped: dict[str, str] = field(default_factory=dict)
     dropped_before_reading: Counter = field(default_factory=Counter)  # e.g. records without a usable label
+    notes: list[str] = field(default_factory=list)  # warnings from before reading (e.g. a labels CSV's rows)
 
     @property
     def dropped(self) -> Counter:
@@ -34,11 +36,13 @@ class ReadResult:
 
     @property
     def warnings(self) -> list[str]:
-        return [message for part in self.parts for message in part.warnings]
+        return self.notes + [message for part in self.parts for message in part.warnings]
 
 
 def list_wfdb_records(folder: Path, records: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[Path]:
-    """Record paths (without extension) of a WFDB folder: the given names, else RECORDS, else every header."""
+    """Record paths (without extension) of a WFDB folder: the given names, else RECORDS, else every header in it
+    and its subfolders. A record is named by its path relative to the folder (`record_name`), so `site1/100` and
+    `site2/100` stay two records."""
     folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f"{folder}: database folder not found")
@@ -47,16 +51,42 @@ def list_wfdb_records(folder: Path, records: Sequence[str] | None = None, exclud
         if listing.is_file():
             records = [line.strip() for line in listing.read_text().splitlines() if line.strip()]
         else:
-            records = sorted(path.stem for path in folder.glob("*.hea"))
-    return [folder / name for name in records if name not in set(exclude)]
+            headers = [path for path in folder.rglob("*.hea") if not _hidden(path.relative_to(folder))]
+            records = sorted(path.relative_to(folder).with_suffix("").as_posix() for path in headers)
+            if not records:
+                raise RecordError(f"{folder}: no WFDB header (.hea) found{_other_formats(folder)}")
+    return [folder / name for name in dict.fromkeys(records) if name not in set(exclude)]
+
+
+def record_name(folder: Path, record_path: Path) -> str:
+    """A record's name: its path relative to the database folder, without extension (`100`, `site1/100`)."""
+    return Path(record_path).relative_to(folder).as_posix()
+
+
+def _hidden(relative: Path) -> bool:
+    return any(part.startswith(".") for part in relative.parts)
+
+
+def _other_formats(folder: Path) -> str:
+    """What the folder holds instead of WFDB headers, as a hint for the error message."""
+    suffixes = Counter(path.suffix.lower() for path in folder.rglob("*") if path.is_file() and path.suffix)
+    if not suffixes:
+        return " (the folder holds no files)"
+    listed = ", ".join(f"{n} {suffix}" for suffix, n in suffixes.most_common(3))
+    hint = "; convert EDF to WFDB first (wfdb.io.convert.edf.read_edf, then wrsamp)" if ".edf" in suffixes else ""
+    return f" (it holds {listed} files{hint})"
 
 
 def read_records(tasks: Sequence[RecordTask], *, workers: int, desc: str) -> ReadResult:
     """Run each task (one record each) in `workers` processes with a progress bar.
 
     A record that fails is skipped and its reason kept; results come back in task order,
-    so the cohort does not depend on which worker finished first.
+    so the cohort does not depend on which worker finished first. Workers ignore Ctrl-C: the
+    main process takes it, cancels what is queued and stops, without a traceback per worker.
     """
+    names = [name for name, _ in tasks]
+    if len(set(names)) != len(names):
+        raise ValueError(f"record names are not unique: {sorted({n for n in names if names.count(n) > 1})}")
     workers = workers or os.cpu_count() or 1
     outcomes: dict[str, RecordWindows | str] = {}
     progress = tqdm(total=len(tasks), desc=desc, unit="rec", leave=False, disable=None)
@@ -65,11 +95,14 @@ def read_records(tasks: Sequence[RecordTask], *, workers: int, desc: str) -> Rea
             outcomes[name] = _attempt(task)
             progress.update()
     else:
-        with ProcessPoolExecutor(max_workers=min(workers, len(tasks))) as pool:
+        pool = ProcessPoolExecutor(max_workers=min(workers, len(tasks)), initializer=_ignore_interrupts)
+        try:
             futures = {pool.submit(_attempt, task): name for name, task in tasks}
             for future in as_completed(futures):
                 outcomes[futures[future]] = future.result()
                 progress.update()
+        finally:
+            pool.shutdown(cancel_futures=True)
     progress.close()
     result = ReadResult(parts=[])
     for name, _ in tasks:
@@ -79,6 +112,10 @@ def read_records(tasks: Sequence[RecordTask], *, workers: int, desc: str) -> Rea
         else:
             result.parts.append(outcome)
     return result
+
+
+def _ignore_interrupts() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def _attempt(task: Callable[[], RecordWindows]) -> RecordWindows | str:
@@ -108,6 +145,7 @@ def assemble(parts: Sequence[RecordWindows], classes: Sequence[str]) -> tuple[np
                 "label_index": np.array([index[label] for label in part.labels], dtype=np.int64),
                 "sample_index": part.sample_index.astype(np.int64),
                 **part.columns,
+                "synthetic": part.columns.get("synthetic", np.zeros(len(part.labels), dtype=bool)).astype(bool),
             }
         )
         frames.append(frame)

@@ -11,7 +11,8 @@ def bandpass(x: np.ndarray, fs_hz: float, band_hz: tuple[float, float], order: i
     """Zero-phase Butterworth band-pass along the last axis (scipy `sosfiltfilt`).
 
     The upper edge is capped below Nyquist so low-rate records (PTB-XL at 100 Hz)
-    can share one config with 360 Hz ones.
+    can share one config with 360 Hz ones. ValueError (a plain sentence) when the edges do not
+    fit the rate or the signal is too short for the filter's edge padding.
     """
     low, high = band_hz
     nyquist = fs_hz / 2.0
@@ -19,6 +20,10 @@ def bandpass(x: np.ndarray, fs_hz: float, band_hz: tuple[float, float], order: i
     if not 0 < low < high:
         raise ValueError(f"band-pass edges {band_hz} Hz do not fit a {fs_hz} Hz record")
     sos = signal.butter(order, [low, high], btype="bandpass", fs=fs_hz, output="sos")
+    padlen = 3 * (2 * len(sos) + 1 - min((sos[:, 2] == 0).sum(), (sos[:, 5] == 0).sum()))  # sosfiltfilt's default
+    if x.shape[-1] <= padlen:
+        raise ValueError(f"{x.shape[-1]} samples ({x.shape[-1] / fs_hz:g} s) are too short for the band-pass, "
+                         f"which needs more than {padlen}")
     return signal.sosfiltfilt(sos, x, axis=-1)
 
 
@@ -76,31 +81,41 @@ def flat_windows(windows: np.ndarray, min_std_mv: float = 1e-3) -> np.ndarray:
 
 
 def nan_windows(windows: np.ndarray) -> np.ndarray:
-    """Boolean [n]: windows holding any NaN (WFDB's invalid-sample marker)."""
-    return np.isnan(windows).any(axis=(1, 2))
+    """Boolean [n]: windows holding any NaN (WFDB's invalid-sample marker) or infinite sample."""
+    return ~np.isfinite(windows).all(axis=(1, 2))
 
 
-def invalid_samples(x: np.ndarray, fs_hz: float, flat_s: float = 0.25) -> np.ndarray:
-    """Boolean [samples]: NaN samples, or runs where a lead of x [leads, samples] stays
-    exactly constant for at least `flat_s` seconds (lead-off, saturation, padding)."""
-    bad = np.isnan(x).any(axis=0)
-    min_run = max(2, round(flat_s * fs_hz))
+def invalid_samples(x: np.ndarray, fs_hz: float, flat_s: float = 0.25, lead_off_s: float = 1.0) -> np.ndarray:
+    """Boolean [samples]: non-finite samples, and runs where a lead of x [leads, samples] is stuck at one value.
+
+    A run is stuck when it lasts `lead_off_s` (lead-off, padding), or `flat_s` at the lead's
+    own extreme (saturation at the ADC rail, as in mitdb 116 at 0 and 2047). Shorter exactly
+    constant runs away from the extremes are kept: isoelectric stretches of finely quantized
+    records hold one value for up to 0.32 s (PTB-XL 00042 V5, svdb 811 ECG2).
+    """
+    bad = ~np.isfinite(x).all(axis=0)
+    min_flat = max(2, round(flat_s * fs_hz))
+    min_lead_off = max(min_flat, round(lead_off_s * fs_hz))
     for lead in x:
+        finite = lead[np.isfinite(lead)]
+        if not finite.size:
+            continue
         same = np.concatenate([[False], np.diff(lead) == 0])  # sample equals its predecessor
         run_id = np.cumsum(~same)
         run_length = np.bincount(run_id)[run_id]
-        bad |= run_length >= min_run
+        at_extreme = (lead == finite.min()) | (lead == finite.max())
+        bad |= (run_length >= min_lead_off) | ((run_length >= min_flat) & at_extreme)
     return bad
 
 
 def fill_invalid(x: np.ndarray, bad: np.ndarray) -> np.ndarray:
-    """Replace NaNs by linear interpolation so filtering does not smear them over the record."""
-    if not np.isnan(x).any():
+    """Replace non-finite samples (NaN, inf) by linear interpolation so filtering does not smear them."""
+    if np.isfinite(x).all():
         return x
     filled = x.copy()
     index = np.arange(x.shape[-1])
     for lead in filled:
-        nan = np.isnan(lead)
+        nan = ~np.isfinite(lead)
         if nan.all():
             lead[:] = 0.0
         elif nan.any():
@@ -112,3 +127,16 @@ def windows_touching(bad: np.ndarray, starts: np.ndarray, length: int) -> np.nda
     """Boolean [n]: windows [start, start + length) that contain a sample flagged in `bad`."""
     cumulative = np.concatenate([[0], np.cumsum(bad)])
     return cumulative[starts + length] - cumulative[starts] > 0
+
+
+def condition_record(raw: np.ndarray, fs_in_hz: float, fs_hz: float,
+                     band_hz: tuple[float, float] | None) -> tuple[np.ndarray, np.ndarray]:
+    """A record's leads [leads, samples] in mV band-passed at their own rate (skipped when `band_hz` is None: the
+    signal was already filtered), resampled to `fs_hz`; and its invalid samples on the resampled clock [samples']."""
+    bad = invalid_samples(raw, fs_in_hz)
+    conditioned = fill_invalid(raw, bad)
+    if band_hz is not None:
+        conditioned = bandpass(conditioned, fs_in_hz, band_hz)
+    conditioned = resample(conditioned, fs_in_hz, fs_hz)
+    bad = bad[np.minimum(np.arange(conditioned.shape[-1]) * fs_in_hz / fs_hz, len(bad) - 1).astype(np.int64)]
+    return conditioned, bad

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import wfdb
 
 from data import preprocess
+from data.plausibility import check_amplitude
 from data.records import RecordError, RecordWindows
 from data.wfdb_io import read_header, read_leads
 
@@ -143,22 +143,23 @@ def read_ptbxl_windows(
     """Non-overlapping `window_s` crops of one record, each labeled with the record's `label`.
 
     The named leads (case-insensitive: "aVR" reads "AVR") are band-passed at the record's
-    own rate, resampled to `fs_hz` and cut from the start into float32 [n, leads, T] crops
-    in mV; crops touching NaN or flat-line samples are dropped and counted. `columns`
+    own rate (unless the header says they already were), resampled to `fs_hz` and cut from the start
+    into float32 [n, leads, T] crops in mV; crops touching NaN or flat-line samples are dropped and
+    counted; a record whose amplitude is not an ECG's in mV is a RecordError. `columns`
     (e.g. strat_fold, device) are repeated for every crop. `record` names the record in the
     windows' meta (the index's ecg_id, which `records` / `exclude_records` filter on);
     by default the file name.
     """
     record_path = Path(record_path)
     header = read_header(record_path)
-    raw = read_leads(record_path, _header_lead_names(leads, header), header)  # [leads, samples] mV
+    raw = read_leads(record_path, leads, header)  # [leads, samples] mV
     if np.isnan(raw).all():
         raise RecordError(f"{record_path}: every sample of {', '.join(leads)} is invalid (NaN)")
-
-    bad = preprocess.invalid_samples(raw, header.fs)
-    signal = preprocess.bandpass(preprocess.fill_invalid(raw, bad), header.fs, band_hz)
-    signal = preprocess.resample(signal, header.fs, fs_hz)
-    bad = bad[np.minimum(np.arange(signal.shape[-1]) * header.fs / fs_hz, len(bad) - 1).astype(np.int64)]
+    try:
+        signal, bad = preprocess.condition_record(raw, header.fs, fs_hz, None if header.preprocessed_band_hz else band_hz)
+    except ValueError as error:
+        raise RecordError(f"{record_path}: {error}") from None
+    check_amplitude(signal, str(record_path), leads, valid=~bad)
 
     length = round(window_s * fs_hz)
     if not 0 < length <= signal.shape[-1]:
@@ -176,12 +177,7 @@ def read_ptbxl_windows(
         windows=preprocess.cut_windows(signal, starts, length).astype(np.float32),
         labels=np.full(n, label),
         sample_index=preprocess.resampled_index(starts, fs_hz, header.fs),
-        columns={name: np.full(n, value) for name, value in (columns or {}).items()},
+        columns={**{name: np.full(n, value) for name, value in (columns or {}).items()},
+                 "synthetic": np.full(n, header.synthetic)},
         dropped=+Counter(nan_or_flat=int(touching.sum())),
     )
-
-
-def _header_lead_names(leads: list[str], header: wfdb.Record) -> list[str]:
-    """Requested leads spelled as in the header (case ignored); unknown names pass through for read_leads to report."""
-    by_lower = {name.lower(): name for name in header.sig_name}
-    return [by_lower.get(lead.lower(), lead) for lead in leads]

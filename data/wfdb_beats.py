@@ -8,8 +8,18 @@ import numpy as np
 
 from data import preprocess
 from data.labels import NON_BEAT_SYMBOLS
+from data.plausibility import check_amplitude
 from data.records import RecordError, RecordWindows
+from data.rhythm import ANCHOR_SEARCH_S
 from data.wfdb_io import read_annotations, read_header, read_leads
+
+# Beats sit on their QRS complex when the steepest slope within ±0.4 s lies within ANCHOR_SEARCH_S of the annotation:
+# for 78-100% of a record's beats in mitdb (MLII) and svdb (ECG1), 69-100% in simulated records; for 17-40% when the
+# annotation is read at half or twice its rate. (neurokit2's R-peak detector found only 31% of a simulated record's
+# low-amplitude ECG1 beats, so the check uses the slope, whatever the QRS polarity.)
+SLOPE_SEARCH_S = 0.4
+MIN_SHARE_ON_R_PEAKS = 0.5
+MIN_BEATS_FOR_R_PEAK_CHECK = 20
 
 
 def read_beat_windows(
@@ -25,26 +35,29 @@ def read_beat_windows(
     annotator: str = "atr",
     anchor_s: float | None = None,
     amplitude_normalization: str = "none",
+    record: str | None = None,
 ) -> RecordWindows:
     """One window of `window_s` seconds around each annotated beat of the class list, the beat at `anchor_s`
     seconds from the window's start (default: the centre), so the window holds the neighbouring beats.
 
-    The named leads are band-passed at the record's own rate, resampled to `fs_hz` and
-    cut into float32 [n, leads, T] windows in mV; with `amplitude_normalization="median_r"` each lead is first
-    rescaled so that the record's median R amplitude is 1 mV (`preprocess.normalize_amplitude`; the factor is
-    kept in the column `amplitude_factor`). Beats are dropped, and counted by reason,
-    when their window runs past the record's edge or touches NaN or flat-line samples,
-    when their symbol is not in the label map, or when their class is not in `classes`.
+    The named leads (case-insensitive) are band-passed at the record's own rate (unless its header says
+    they already were, as `data.export` writes), resampled to `fs_hz` and cut into float32
+    [n, leads, T] windows in mV; with `amplitude_normalization="median_r"` each lead is first rescaled so
+    that the record's median R amplitude is 1 mV (`preprocess.normalize_amplitude`; the factor is kept in
+    the column `amplitude_factor`). Beats are dropped, and counted by reason, when their window runs past
+    the record's edge or touches NaN or flat-line samples, when their symbol is not in the label map,
+    or when their class is not in `classes`. A record whose amplitude is not an ECG's in mV is a
+    RecordError; one whose beats mostly miss the R peaks (an annotation of another record or rate)
+    keeps its windows with a warning. `record` names the record in the meta (default: the file name).
     """
     record_path = Path(record_path)
+    name = record or record_path.name
     header = read_header(record_path)
-    annotation = read_annotations(record_path, annotator)
+    samples, symbols = read_annotations(record_path, annotator, header.fs)
     raw = read_leads(record_path, leads, header)  # [leads, samples] mV
     if np.isnan(raw).all():
         raise RecordError(f"{record_path}: every sample of {', '.join(leads)} is invalid (NaN)")
 
-    samples = np.asarray(annotation.sample, dtype=np.int64)
-    symbols = np.asarray(annotation.symbol, dtype=object)
     is_beat = ~np.isin(symbols, list(NON_BEAT_SYMBOLS))
     samples, symbols = samples[is_beat], symbols[is_beat]
     rr_prev_s, rr_next_s = _rr_context(samples, header.fs)
@@ -61,16 +74,17 @@ def read_beat_windows(
     selected = known & np.isin(labels, classes)
     dropped["class_not_selected"] += int((known & ~selected).sum())
 
-    bad = preprocess.invalid_samples(raw, header.fs)
-    signal = preprocess.bandpass(preprocess.fill_invalid(raw, bad), header.fs, band_hz)
-    signal = preprocess.resample(signal, header.fs, fs_hz)
-    beats_here = preprocess.resampled_index(samples, header.fs, fs_hz)
-    signal, factor = preprocess.normalize_amplitude(signal, beats_here, fs_hz, amplitude_normalization)
-    bad = bad[np.minimum(np.arange(signal.shape[-1]) * header.fs / fs_hz, len(bad) - 1).astype(np.int64)]
+    try:
+        signal, bad = preprocess.condition_record(raw, header.fs, fs_hz, None if header.preprocessed_band_hz else band_hz)
+    except ValueError as error:
+        raise RecordError(f"{record_path}: {error}") from None
+    check_amplitude(signal, str(record_path), leads, valid=~bad)
 
     length = round(window_s * fs_hz)
     anchor = length // 2 if anchor_s is None else round(anchor_s * fs_hz)
-    starts = beats_here - anchor
+    beats = preprocess.resampled_index(samples, header.fs, fs_hz)
+    signal, factor = preprocess.normalize_amplitude(signal, beats, fs_hz, amplitude_normalization)
+    starts = beats - anchor
     inside = (starts >= 0) & (starts + length <= signal.shape[-1])
     dropped["edge"] += int((selected & ~inside).sum())
     keep = selected & inside
@@ -79,10 +93,17 @@ def read_beat_windows(
     dropped["nan_or_flat"] += int(touching.sum())
     keep &= ~touching
 
+    on_r_peak = beats_at_steepest_slope(signal[0], beats[keep], fs_hz)
+    if len(on_r_peak) >= MIN_BEATS_FOR_R_PEAK_CHECK and on_r_peak.mean() < MIN_SHARE_ON_R_PEAKS:
+        warnings.append(
+            f"{record_path}: only {on_r_peak.mean():.0%} of {len(on_r_peak)} annotated beats lie within "
+            f"{ANCHOR_SEARCH_S:g} s of their QRS complex (the steepest slope of {leads[0]}); is "
+            f"{record_path.name}.{annotator} this record's, at its rate?"
+        )
     windows = preprocess.cut_windows(signal, starts[keep], length).astype(np.float32)
     return RecordWindows(
-        record=record_path.name,
-        patient=patient or record_path.name,
+        record=name,
+        patient=patient or name,
         windows=windows,
         labels=labels[keep].astype(str),
         sample_index=samples[keep],
@@ -91,10 +112,23 @@ def read_beat_windows(
             "rr_prev_s": rr_prev_s[keep],
             "rr_next_s": rr_next_s[keep],
             "amplitude_factor": np.full(int(keep.sum()), factor[0], dtype=np.float32),
+            "on_r_peak": on_r_peak,
+            "synthetic": np.full(int(keep.sum()), header.synthetic),
         },
         dropped=+dropped,
         warnings=warnings,
     )
+
+
+def beats_at_steepest_slope(lead: np.ndarray, beats: np.ndarray, fs_hz: float) -> np.ndarray:
+    """Boolean [n]: whether the steepest slope of the lead [samples] within ±SLOPE_SEARCH_S of each beat sample lies
+    within ANCHOR_SEARCH_S of it, as it does when the annotation marks the QRS complex (of either polarity)."""
+    beats = np.asarray(beats, dtype=np.int64)
+    slope = np.abs(np.gradient(lead)) if len(lead) > 1 else np.zeros(len(lead))
+    reach = round(SLOPE_SEARCH_S * fs_hz)
+    around = np.clip(beats[:, None] + np.arange(-reach, reach + 1)[None, :], 0, len(lead) - 1)  # [n, 2 reach + 1]
+    steepest = around[np.arange(len(beats)), np.argmax(slope[around], axis=1)]
+    return np.abs(steepest - beats) <= ANCHOR_SEARCH_S * fs_hz
 
 
 def _rr_context(samples: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:

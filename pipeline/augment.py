@@ -5,10 +5,16 @@ window length. Its own samples stand in for the source cohort, so no source data
 needed: TGDP's domain classifier then learns q/p against what the source model actually
 generates, which is the ratio its guidance has to correct (DESIGN §6). The user's windows
 are split by patient into train (transfer) and val (early stopping); all of them are
-written out, followed by the synthetic ones, in a format `ecg-tgdp ingest` reads back.
+written out, followed by the synthetic ones, in a format `ecg-tgdp ingest` reads back as
+written (already band-passed, same anchor, synthetic flag). By default the synthetic windows
+top the rare classes up toward the majority class (`data.balance`), and those outside the
+real windows' robust amplitude and slope range are screened out (`data.plausibility`).
+Every step is cached in the work folder by content hash, so a second identical run reuses
+the transfer and the samples.
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -16,18 +22,22 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import wfdb
 
+from data.arrays import array_file_rate
 from data.atomic import write_json
+from data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE, top_up_counts
 from data.export import export_windows, write_synthetic_cohort
 from data.ingest import class_counts, list_wfdb_records
+from data.plausibility import SCREEN_SPREAD, plausible_by_class
+from data.records import RecordError
 from data.splits import split_patients
-from data.store import write_cohort
+from data.store import read_cohort, write_cohort
+from data.wfdb_io import read_header
 from models.generate import DiffusionModel
-from pipeline.cohorts import read_cohort_windows
+from pipeline.cohorts import anchor_of, read_cohort_windows
 from pipeline.config import Config, ConfigError, config_from_dict
 from pipeline.diffusion_stages import resolve_device
-from pipeline.rundir import RunDir
+from pipeline.rundir import RunDir, file_digest, fingerprint_files
 from pipeline.shipped import SHIPPED_SOURCE_MODEL
 from pipeline.transfer_stage import transfer_stage
 
@@ -40,7 +50,9 @@ def augment(
     *,
     source_model: Path = SHIPPED_SOURCE_MODEL,
     method: str = "tgdp",
-    n_per_class: int = 500,
+    n_per_class: int | None = None,
+    target_share: float = DEFAULT_TARGET_SHARE,
+    max_per_class: int | None = DEFAULT_MAX_PER_CLASS,
     fmt: str = "npz",
     labels_csv: str | None = None,
     leads: list[str] | None = None,
@@ -54,7 +66,11 @@ def augment(
     work_dir: Path | None = None,
     overrides: tuple[str, ...] = (),
 ) -> dict:
-    """Transfer `source_model` to the windows at `target`, write real + synthetic windows to `out`; return the summary."""
+    """Transfer `source_model` to the windows at `target`, write real + synthetic windows to `out`; return the summary.
+
+    `n_per_class` adds that many synthetic windows of every class; without it each class is topped up to
+    `target_share` × the majority class's real count, at most `max_per_class` per class.
+    """
     started = time.time()
     target, out = Path(target).resolve(), Path(out)
     if not target.exists():
@@ -65,33 +81,40 @@ def augment(
     _check_rate(target, config, model.extra["fs_hz"], resample)
     run = RunDir.open(config, work_dir or out.parent / f".{out.name}.work")
     windows, meta, result = read_cohort_windows(config, config.target, target, "augment: read target")
-    dropped = dict(result.dropped)
     _check_class_counts(target, meta, model.classes, min_per_class)
     meta.insert(meta.columns.get_loc("label_index") + 1, "split", _split(meta, seed))
+    source_marker = _write_source_cohort(run, source_model, model, source_per_class, sampling_steps, seed)
     info = {"name": "target", "database": str(target), "format": config.target.format, "classes": model.classes,
-            "leads": config.target.leads,
+            "leads": config.target.leads, "counts": class_counts(meta, model.classes),
+            # the source samples TGDP is fit against: the transfer's cache key (this file) must change with them
+            "transfer_source": source_marker,
             **{key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}}
-    write_cohort(run.path / "cohorts" / "target", windows, meta, {**info, "counts": class_counts(meta, model.classes)})
-    _write_source_cohort(run, source_model, model, source_per_class, sampling_steps, seed)
+    write_cohort(run.path / "cohorts" / "target", windows, meta, info)
     model_file = transfer_stage(config, run, [method])[method]
 
-    transferred = DiffusionModel.load(model_file, resolve_device(device))
-    labels = np.repeat(np.arange(len(model.classes)), n_per_class)
-    synthetic = transferred.sample_mv(labels, steps=sampling_steps, seed=seed, progress=True)
-    names = np.asarray(model.classes)[labels]
+    real = {cls: int((meta["label"] == cls).sum()) for cls in model.classes}
+    plan = ({cls: n_per_class for cls in model.classes} if n_per_class is not None
+            else top_up_counts(real, target_share=target_share, max_per_class=max_per_class))
+    samples = _synthetic_samples(run, config, model_file, plan, windows, meta["label"].to_numpy(str), sampling_steps,
+                                 seed, device)
     written = export_windows(
-        out, np.concatenate([windows, synthetic]), np.concatenate([meta["label"].to_numpy(str), names]),
+        out, np.concatenate([windows, samples.windows]),
+        np.concatenate([meta["label"].to_numpy(str), samples.meta["label"].to_numpy(str)]),
         fs_hz=model.extra["fs_hz"], leads=config.target.leads, fmt=fmt, name=OUTPUT_NAME,
-        patients=np.concatenate([meta["patient"].to_numpy(str), np.full(len(names), f"synthetic_{method}")]),
-        synthetic=np.r_[np.zeros(len(meta), bool), np.ones(len(names), bool)],
+        patients=np.concatenate([meta["patient"].to_numpy(str), np.full(len(samples.meta), f"synthetic_{method}")]),
+        synthetic=np.r_[meta["synthetic"].to_numpy(bool), np.ones(len(samples.meta), bool)],
+        band_hz=config.windows.band_hz, anchor_s=anchor_of(config, config.target),
     )
     summary = {
         "target": str(target), "source_model": str(source_model), "method": method, "output": str(written),
-        "format": fmt, "synthetic_patient": f"synthetic_{method}",
-        "real": {cls: int((meta["label"] == cls).sum()) for cls in model.classes},
-        "synthetic": {cls: n_per_class for cls in model.classes},
+        "format": fmt, "synthetic_patient": f"synthetic_{method}", "real": real,
+        "balance": ({"mode": "fixed", "n_per_class": n_per_class} if n_per_class is not None
+                    else {"mode": "top_up", "target_share": target_share, "max_per_class": max_per_class}),
+        "planned": plan,
+        "synthetic": {cls: int((samples.meta["label"] == cls).sum()) for cls in model.classes},
+        "screened_out": samples.info["screened_out"],
         "real_split": {split: int(n) for split, n in meta["split"].value_counts().items()},
-        "real_dropped": dropped, "sampler": {"method": "dpmpp_sde", "steps": sampling_steps, "seed": seed},
+        "real_dropped": dict(result.dropped), "sampler": {"method": "dpmpp_sde", "steps": sampling_steps, "seed": seed},
         "work_dir": str(run.path), "seconds": round(time.time() - started, 1),
     }
     write_json(out / "augment.json", summary)
@@ -121,22 +144,29 @@ def _config(target: Path, model: DiffusionModel, *, method: str, labels_csv: str
 
 
 def _check_rate(target: Path, config: Config, model_fs_hz: float, resample: bool) -> None:
-    """Refuse records at another rate than the source model's unless resampling was asked for."""
+    """Refuse records at another rate than the source model's unless resampling was asked for. A record whose
+    header is unreadable is left to the reader, which skips it with one line."""
     if target.is_file():
-        rates = {config.target.fs_in_hz} if config.target.fs_in_hz else _npz_rate(target)
+        rates = {config.target.fs_in_hz or _file_rate(target)}
     else:
-        rates = {wfdb.rdheader(str(path)).fs for path in list_wfdb_records(target, None, [])}
-    other = sorted(rate for rate in rates if rate is not None and abs(rate - model_fs_hz) > 1e-6)
+        rates = set()
+        for path in list_wfdb_records(target, None, []):
+            try:
+                rates.add(read_header(path).fs)
+            except RecordError:
+                continue
+    # a non-positive rate is left to the reader, whose error names it
+    other = sorted(rate for rate in rates if rate is not None and rate > 0 and abs(rate - model_fs_hz) > 1e-6)
     if other and not resample:
         raise ConfigError(f"{target}: recorded at {', '.join(f'{r:g}' for r in other)} Hz, the source model at "
                           f"{model_fs_hz:g} Hz; pass --resample to resample to {model_fs_hz:g} Hz")
 
 
-def _npz_rate(path: Path) -> set[float | None]:
-    if path.suffix.lower() != ".npz":
+def _file_rate(path: Path) -> float | None:
+    rate = array_file_rate(path)
+    if rate is None and path.suffix.lower() == ".csv":
         raise ConfigError(f"{path}: a CSV carries no sampling rate; give --fs-in-hz")
-    with np.load(path, allow_pickle=False) as npz:
-        return {float(npz["fs_hz"])} if "fs_hz" in npz.files else {None}
+    return rate
 
 
 def _check_class_counts(target: Path, meta: pd.DataFrame, classes: list[str], min_per_class: int) -> None:
@@ -149,39 +179,79 @@ def _check_class_counts(target: Path, meta: pd.DataFrame, classes: list[str], mi
 
 
 def _split(meta: pd.DataFrame, seed: int) -> np.ndarray:
-    """train/val by patient (about 80/20); with fewer than 3 patients, by window, stratified by class."""
-    if meta["patient"].nunique() >= 3:
-        assignment = split_patients(meta["patient"].tolist(), meta["label"].tolist(), fractions=(0.8, 0.1, 0.1),
+    """train/val by patient (about 80/20); with fewer than 3 patients, by window, stratified by class.
+    Synthetic windows (an earlier augment output given as target) only train."""
+    real = ~meta["synthetic"].to_numpy(bool)
+    splits = np.full(len(meta), "train", dtype=object)
+    own = meta[real]
+    if own["patient"].nunique() >= 3:
+        assignment = split_patients(own["patient"].tolist(), own["label"].tolist(), fractions=(0.8, 0.1, 0.1),
                                     seed=seed)
         # augment tests nothing itself, so the patients a split would keep for testing validate too
-        return meta["patient"].map(assignment).replace({"test": "val"}).to_numpy().astype(object)
+        splits[real] = own["patient"].map(assignment).replace({"test": "val"}).to_numpy()
+        return splits
     print("augment: fewer than 3 patients, so validation windows come from the same patients as training ones")
     rng = np.random.default_rng(seed)
-    splits = np.full(len(meta), "train", dtype=object)
-    for rows in meta.groupby("label").indices.values():
-        splits[rng.permutation(rows)[: max(1, len(rows) // 5)]] = "val"
+    for rows in own.groupby("label").indices.values():
+        splits[np.flatnonzero(real)[rng.permutation(rows)[: max(1, len(rows) // 5)]]] = "val"
     return splits
 
 
 def _write_source_cohort(run: RunDir, source_model: Path, model: DiffusionModel, per_class: int, steps: int,
-                         seed: int) -> None:
-    """The source model's checkpoint and its own samples, where the transfer stage expects the source."""
+                         seed: int) -> dict:
+    """The source model's checkpoint and its own samples, where the transfer stage expects the source; kept while
+    the model's content and the sampling settings are unchanged. Returns what identifies the samples."""
     (run.path / "models" / "source").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(source_model, run.path / "models" / "source" / "model.pt")
     folder = run.path / "cohorts" / "source"
-    marker = {"source_model": str(source_model), "per_class": per_class, "steps": steps, "seed": seed}
+    marker = {"source_model_sha256": file_digest(source_model)[:16], "per_class": per_class, "steps": steps,
+              "seed": seed}
     if (folder / "cohort.json").is_file() and json.loads((folder / "cohort.json").read_text()).get("sampled") == marker:
-        return
+        return marker
     labels = np.repeat(np.arange(len(model.classes)), per_class)
     windows = model.sample_mv(labels, steps=steps, seed=seed + 1, progress=True)
     description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "leads", "normalization")}
     write_synthetic_cohort(folder, windows, labels, classes=model.classes,
                            description={**description, "sampled": marker}, method="source", split="train")
+    return marker
+
+
+def _synthetic_samples(run: RunDir, config: Config, model_file: Path, plan: dict[str, int], real_windows: np.ndarray,
+                       real_labels: np.ndarray, steps: int, seed: int, device: str):
+    """`plan[class]` windows of each class from the transferred model, those outside the plausible range of the real
+    windows of their class screened out; a cohort in the work folder, reused while the model, the target and the
+    settings are."""
+    folder = run.path / "samples" / "augment"
+    settings = {"plan": plan, "steps": steps, "seed": seed, "screen": {"by": "class", "spread": SCREEN_SPREAD}}
+    fingerprint = (hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+                   + fingerprint_files([model_file, run.path / "cohorts" / "target" / "cohort.json"]))
+    if run.is_current("augment.samples", fingerprint, [folder / "cohort.json"]):
+        print(f"augment: synthetic windows up to date ({folder})")
+        return read_cohort(folder, mmap=False)
+    started = time.time()
+    run.begin_stage("augment.samples")
+    model = DiffusionModel.load(model_file, resolve_device(device))
+    labels = np.repeat(np.arange(len(model.classes)), [plan[cls] for cls in model.classes])
+    windows = (model.sample_mv(labels, steps=steps, seed=seed, progress=True) if len(labels)
+               else np.zeros((0, *real_windows.shape[1:]), np.float32))
+    plausible = plausible_by_class(real_windows, real_labels, windows, np.asarray(model.classes)[labels])
+    screened = {cls: int((~plausible & (labels == i)).sum()) for i, cls in enumerate(model.classes)}
+    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}
+    write_synthetic_cohort(folder, windows[plausible], labels[plausible], classes=model.classes, method="augment",
+                           description={**description, "leads": config.target.leads, "planned": plan,
+                                        "screened_out": screened})
+    run.record_stage("augment.samples", fingerprint=fingerprint, started=started, outputs=[folder / "cohort.json"])
+    return read_cohort(folder, mmap=False)
 
 
 def _print_summary(summary: dict) -> None:
     real = " · ".join(f"{cls} {n}" for cls, n in summary["real"].items())
     synthetic = " · ".join(f"{cls} {n}" for cls, n in summary["synthetic"].items())
+    screened = sum(summary["screened_out"].values())
     print(f"augment: real windows {real}; synthetic ({summary['method']}) {synthetic}")
+    if screened:
+        listed = " · ".join(f"{cls} {n}" for cls, n in summary["screened_out"].items() if n)
+        print(f"augment: screened out {screened} synthetic windows outside the amplitude and slope range of the real "
+              f"windows of their class ({listed})")
     print(f"augment: → {summary['output']} (synthetic windows belong to patient {summary['synthetic_patient']!r}; "
           f"summary in augment.json; {summary['seconds']:.0f} s)")

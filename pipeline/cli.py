@@ -17,6 +17,7 @@ DATABASES = ("mitdb", "svdb", "incartdb", "ptb-xl")
 EXPORT_FORMATS = ("npz", "csv", "wfdb")
 FORMAT_HELP = ("npz: arrays windows, labels, patients, fs_hz, leads; csv (one lead): label and patient columns, then "
                "one column per sample; wfdb: beat classes as one record per patient with a beat annotation per window")
+from data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE  # plain constants, no imports
 
 # (module, class) of the exceptions that mean "this request cannot be done as asked": printed as one line. Named
 # instead of imported so that main() imports nothing; a class whose module was never imported was never raised.
@@ -156,7 +157,12 @@ def _add_augment_command(commands) -> None:
     augment.add_argument("--out", type=Path, required=True, help="output folder")
     augment.add_argument("--method", choices=TRANSFER_METHODS, default="tgdp",
                          help="transfer method (see `ecg-tgdp transfer --help`)")
-    augment.add_argument("--n-per-class", type=_positive_int, default=500, help="synthetic windows per class")
+    augment.add_argument("--n-per-class", type=_positive_int,
+                         help="add this many synthetic windows of every class (default: top rare classes up, below)")
+    augment.add_argument("--target-share", type=float, default=DEFAULT_TARGET_SHARE,
+                         help="top each class up to this share of the majority class's real count")
+    augment.add_argument("--max-per-class", type=int, default=DEFAULT_MAX_PER_CLASS,
+                         help="at most this many synthetic windows of a class when topping up")
     augment.add_argument("--format", choices=EXPORT_FORMATS, default="npz", help=FORMAT_HELP)
     augment.add_argument("--source-model", type=Path, default=SHIPPED_SOURCE_MODEL,
                          help="source checkpoint, by default the shipped MIT-BIH model; it fixes classes, leads, rate "
@@ -300,12 +306,16 @@ def _evaluate(args) -> None:
 
 def _augment(args) -> None:
     from pipeline.augment import augment
+    from pipeline.config import ConfigError
 
+    if args.target_share <= 0 or args.max_per_class < 0:
+        raise ConfigError(f"--target-share must be positive and --max-per-class at least 0, got {args.target_share} "
+                          f"and {args.max_per_class}")
     augment(args.target, args.out, source_model=args.source_model, method=args.method, n_per_class=args.n_per_class,
-            fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz,
-            resample=args.resample, min_per_class=args.min_per_class, source_per_class=args.source_per_class,
-            sampling_steps=args.steps, seed=args.seed, device=args.device, work_dir=args.work_dir,
-            overrides=tuple(args.overrides))
+            target_share=args.target_share, max_per_class=args.max_per_class, fmt=args.format,
+            labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz, resample=args.resample,
+            min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
+            seed=args.seed, device=args.device, work_dir=args.work_dir, overrides=tuple(args.overrides))
 
 
 def _run(args) -> None:

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 from data.arrays import read_array_windows
-from data.ingest import ReadResult, assemble, list_wfdb_records, read_records
+from data.ingest import ReadResult, assemble, list_wfdb_records, read_records, record_name
 from data.labels import symbol_map
 from data.ptbxl import ptbxl_index, ptbxl_label, read_ptbxl_windows
 from data.records import RecordError
@@ -22,24 +22,29 @@ def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc
     geometry = {"fs_hz": config.windows.fs_hz, "window_s": config.windows.window_s, "band_hz": config.windows.band_hz}
     classes = config.windows.classes
     if cohort.format == "arrays":
-        parts = read_array_windows(folder, fs_in_hz=cohort.fs_in_hz, leads=cohort.leads, **geometry)
+        parts = read_array_windows(folder, fs_in_hz=cohort.fs_in_hz, leads=cohort.leads,
+                                   anchor_s=config.windows.beat_anchor_s(), **geometry)
         return ReadResult(parts=[part for part in parts if _keep_classes(folder, part, classes)])
     if cohort.format == "ptbxl":
         index = ptbxl_index(folder, rate_hz=cohort.rate_hz, filters=cohort.filters)
         return _read_labeled_records(config, cohort, index, geometry, desc)
     if cohort.labels_csv:
-        return _read_labeled_records(config, cohort, _labels_table(folder, cohort), geometry, desc)
+        table, notes = _labels_table(folder, cohort)
+        result = _read_labeled_records(config, cohort, table, geometry, desc)
+        result.notes[:0] = notes
+        return result
+    names = {path: record_name(folder, path) for path in list_wfdb_records(folder, cohort.records, cohort.exclude_records)}
     tasks = [
         (
-            path.name,
+            name,
             partial(
                 read_beat_windows, path, cohort.leads, symbol_to_class=symbol_map(cohort.label_map), classes=classes,
-                patient=cohort.patients.get(path.name, path.name), annotator=cohort.annotator,
-                anchor_s=config.windows.beat_anchor_s(),
+                patient=cohort.patients.get(name, name), annotator=cohort.annotator,
+                anchor_s=config.windows.beat_anchor_s(), record=name,
                 amplitude_normalization=config.windows.amplitude_normalization, **geometry,
             ),
         )
-        for path in list_wfdb_records(folder, cohort.records, cohort.exclude_records)
+        for path, name in names.items()
     ]
     return read_records(tasks, workers=config.workers, desc=desc)
 
@@ -63,14 +68,26 @@ def read_cohort_windows(config: Config, cohort: CohortConfig, folder: Path, desc
         windows, meta = assemble(result.parts, config.windows.classes)
     except RecordError as error:
         where = f"{label} ({folder})" if label else str(folder)
-        raise RecordError(f"{where}: {error}") from None
+        raise RecordError(f"{where}: {error}{_why_empty(result)}") from None
     return windows, meta, result
+
+
+def _why_empty(result: ReadResult) -> str:
+    """What left a cohort without windows, for its one-line error: skipped records and dropped windows."""
+    reasons = []
+    if result.skipped:
+        record, reason = next(iter(result.skipped.items()))
+        reasons.append(f"{len(result.skipped)} records skipped (first: {record}: {reason})")
+    if result.dropped:
+        reasons.append("windows dropped: " + ", ".join(f"{k} {n}" for k, n in sorted(result.dropped.items())))
+    return f" ({'; '.join(reasons)})" if reasons else ""
 
 
 def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFrame, geometry: dict, desc: str) -> ReadResult:
     """Records with one label each (PTB-XL superclasses, or a user's labels CSV), cut into crops."""
     classes = config.windows.classes
     dropped: Counter = Counter()
+    outside: dict[str, list[str]] = {}  # label not among classes → its records
     tasks = []
     extra_columns = [c for c in index.columns if c not in ("record", "patient", "path", "superclasses", "label")]
     for row in index.itertuples(index=False):
@@ -78,8 +95,12 @@ def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFr
         if row["record"] in cohort.exclude_records or (cohort.records and row["record"] not in cohort.records):
             continue
         label = row["label"] if "label" in row else ptbxl_label(row["superclasses"], classes)
+        if "label" in row and label not in classes:
+            outside.setdefault(str(label), []).append(str(row["record"]))
+            dropped["label_not_in_classes"] += 1
+            continue
         if label not in classes:
-            several = "superclasses" in row and sum(c in classes for c in row["superclasses"]) > 1
+            several = sum(c in classes for c in row["superclasses"]) > 1
             dropped["multi_label" if several else "no_label"] += 1
             continue
         columns = {name: row[name] for name in extra_columns}
@@ -87,13 +108,21 @@ def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFr
             (row["record"], partial(read_ptbxl_windows, Path(row["path"]), cohort.leads, label=label,
                                     patient=str(row["patient"]), columns=columns, record=str(row["record"]), **geometry))
         )
+    listed = "; ".join(f"{label!r} ({len(records)} records: {_few(records)})" for label, records in sorted(outside.items()))
+    if outside and not tasks:
+        raise ConfigError(f"labels_csv {cohort.labels_csv}: no record has a label among windows.classes {classes}; "
+                          f"its labels are {listed}")
     result = read_records(tasks, workers=config.workers, desc=desc)
     result.dropped_before_reading.update(dropped)
+    if outside:
+        result.notes.append(f"labels_csv {cohort.labels_csv}: records left out, their labels are not among windows.classes "
+                            f"{classes}: {listed}")
     return result
 
 
-def _labels_table(folder: Path, cohort: CohortConfig) -> pd.DataFrame:
-    """A user's record-level labels: CSV with columns record, label and optionally patient."""
+def _labels_table(folder: Path, cohort: CohortConfig) -> tuple[pd.DataFrame, list[str]]:
+    """A user's record-level labels: CSV with columns record, label and optionally patient; and what was wrong with
+    its rows. A record listed twice with one label is read once; with two labels it is left out, by name."""
     csv = Path(cohort.labels_csv)
     csv = csv if csv.is_absolute() else folder / csv
     if not csv.is_file():
@@ -102,10 +131,28 @@ def _labels_table(folder: Path, cohort: CohortConfig) -> pd.DataFrame:
     missing = {"record", "label"} - set(table.columns)
     if missing:
         raise ConfigError(f"{csv}: missing columns {sorted(missing)} (need record, label[, patient])")
+    if table["record"].isna().any() or table["label"].isna().any():
+        raise ConfigError(f"{csv}: {int(table[['record', 'label']].isna().any(axis=1).sum())} rows lack a record or label")
     if "patient" not in table.columns:
         table["patient"] = table["record"]
-    table["path"] = [folder / record for record in table["record"]]
-    return table
+    notes = []
+    labels_per_record = table.groupby("record")["label"].nunique()
+    conflicting = sorted(labels_per_record.index[labels_per_record > 1])
+    if conflicting:
+        notes.append(f"{csv}: records listed with more than one label are left out: {_few(conflicting)}")
+        table = table[~table["record"].isin(conflicting)]
+    repeated = sorted(table.loc[table["record"].duplicated(), "record"].unique())
+    if repeated:
+        notes.append(f"{csv}: records listed more than once (same label), read once: {_few(repeated)}")
+        table = table.drop_duplicates("record")
+    table = table.assign(path=[folder / record for record in table["record"]])
+    return table, notes
+
+
+def _few(names: list[str], shown: int = 5) -> str:
+    """Names for a message: the first `shown`, then how many more."""
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _keep_classes(path: Path, part, classes: list[str]) -> bool:

@@ -46,6 +46,11 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+# Shortest window: a QRS complex (about 0.1 s) with its slopes on either side; shorter windows hold no beat.
+MIN_WINDOW_S = 0.25
+MIN_WINDOW_SAMPLES = 16
+
+
 class WindowConfig(_Strict):
     """Window geometry and conditioning shared by every cohort of a run (transfer needs one shape)."""
 
@@ -63,6 +68,14 @@ class WindowConfig(_Strict):
     def _anchor_inside(self) -> WindowConfig:
         if self.anchor_s is not None and self.anchor_s > self.window_s:
             raise ValueError(f"anchor_s={self.anchor_s} lies outside the {self.window_s} s window")
+        return self
+
+    @model_validator(mode="after")
+    def _long_enough(self) -> WindowConfig:
+        samples = round(self.window_s * self.fs_hz)
+        if self.window_s < MIN_WINDOW_S or samples < MIN_WINDOW_SAMPLES:
+            raise ValueError(f"window_s={self.window_s} gives {samples} samples at {self.fs_hz:g} Hz; a window needs at "
+                             f"least {MIN_WINDOW_S} s and {MIN_WINDOW_SAMPLES} samples to hold a beat")
         return self
 
     def beat_anchor_s(self) -> float:
@@ -123,6 +136,15 @@ class CohortConfig(_Strict):
     fs_in_hz: float | None = Field(None, gt=0, description="arrays: sampling rate of the file's samples")
     split: SplitConfig = SplitConfig()
     simulation: SimulationConfig | None = None
+
+    @field_validator("leads")
+    @classmethod
+    def _leads_once(cls, leads: list[str]) -> list[str]:
+        lower = [lead.lower() for lead in leads]
+        twice = sorted({lead for lead in leads if lower.count(lead.lower()) > 1})
+        if twice:
+            raise ValueError(f"lead {', '.join(twice)} named more than once (lead names ignore case)")
+        return leads
 
     @model_validator(mode="after")
     def _simulated_needs_spec(self) -> CohortConfig:

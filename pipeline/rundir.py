@@ -39,18 +39,37 @@ class RunDir:
         return json.loads(self.manifest_path.read_text())
 
     def is_current(self, stage: str, fingerprint: str, outputs: list[Path]) -> bool:
-        """True when the stage last finished with the same fingerprint and its outputs still exist."""
+        """True when the stage last finished with the same fingerprint and its outputs are still what it wrote.
+
+        The manifest entry is the stage's completion marker, written after its outputs with their content
+        hashes; an output rewritten since (by an interrupted run of other settings) no longer matches, so a
+        half-finished rerun is never taken for the finished one.
+        """
         entry = self.manifest()["stages"].get(stage)
-        return bool(entry) and entry.get("fingerprint") == fingerprint and all(Path(p).exists() for p in outputs)
+        if not entry or entry.get("fingerprint") != fingerprint or not all(Path(p).exists() for p in outputs):
+            return False
+        written = entry.get("output_hashes")
+        if written is None:
+            return False  # recorded before outputs were hashed: redo once
+        return all(fingerprint_files([self.path / name]) == digest for name, digest in written.items())
+
+    def begin_stage(self, stage: str) -> None:
+        """Remove the stage's completion marker before it writes anything: until `record_stage` writes it again,
+        the stage is not finished, whatever its outputs look like."""
+        manifest = self.manifest()
+        if manifest["stages"].pop(stage, None) is not None:
+            write_json(self.manifest_path, manifest)
 
     def record_stage(self, stage: str, *, fingerprint: str, started: float, outputs: list[Path], **details) -> None:
-        """Write the stage's manifest entry once its outputs are complete."""
+        """Write the stage's manifest entry (its completion marker) once its outputs are complete."""
+        names = [Path(p).relative_to(self.path).as_posix() for p in outputs]
         manifest = self.manifest()
         manifest["stages"][stage] = {
             "fingerprint": fingerprint,
             "seconds": round(time.time() - started, 3),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            "outputs": [str(Path(p).relative_to(self.path)) for p in outputs],
+            "outputs": names,
+            "output_hashes": {name: fingerprint_files([self.path / name]) for name in names},
             "versions": versions(),
             **details,
         }
@@ -69,14 +88,26 @@ def versions() -> dict[str, str]:
 
 
 def fingerprint_files(folders: list[Path]) -> str:
-    """Cheap fingerprint of input folders or files: every file's relative name, size and modification time
-    (relative, so a run directory that is copied or moved keeps its cache)."""
+    """Content fingerprint of input folders or files: every file's relative name and SHA-256 of its bytes.
+
+    By content, never by modification time: an identical rewrite (augment's copied source model, a
+    cohort.json written again) keeps the cache, a changed byte invalidates it; relative names, so a run
+    directory that is copied or moved keeps its cache. Hashing mitdb's 94 MB takes about 0.15 s.
+    """
     digest = hashlib.sha256()
     for folder in folders:
         folder = Path(folder)
         files = [folder] if folder.is_file() else sorted(p for p in folder.rglob("*") if p.is_file())
         for file in files:
-            stat = file.stat()
-            name = file.name if file == folder else file.relative_to(folder)
-            digest.update(f"{name}:{stat.st_size}:{stat.st_mtime_ns}\n".encode())
+            name = file.name if file == folder else file.relative_to(folder).as_posix()
+            digest.update(f"{name}:{file_digest(file)}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def file_digest(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()

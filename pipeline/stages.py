@@ -36,6 +36,7 @@ def simulate_stage(config: Config, run: RunDir, force: bool = False) -> None:
             print(f"simulate {name}: up to date ({folder})")
             continue
         spec = _simulation_spec(cohort)
+        run.begin_stage(stage)
         records = simulate.simulate_database(folder, spec, seed=config.seed * 1000 + index)
         run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[folder / "RECORDS"], records=len(records))
         print(f"simulate {name}: {len(records)} records at {spec.fs_hz:g} Hz → {folder}")
@@ -72,6 +73,7 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
         raise ConfigError(f"source and target windows must have one geometry; anchors {anchors} (beat windows vs "
                           "record crops)")
     details, normalization = {}, None
+    run.begin_stage("ingest")
     for name, cohort in config.cohorts().items():
         windows, meta, result = read_cohort_windows(config, cohort, folders[name], f"ingest {name}", f"{name} cohort")
         try:
@@ -97,7 +99,10 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
             "records_used": len(result.parts),
             "records_skipped": result.skipped,
             "windows_dropped": dict(result.dropped),
+            "synthetic_windows": int(meta["synthetic"].sum()),
         }
+        if "on_r_peak" in meta.columns:
+            info["beats_on_r_peaks"] = round(float(meta["on_r_peak"].dropna().astype(bool).mean()), 4)
         write_cohort(run.path / "cohorts" / name, windows, meta, info)
         details[name] = {k: info[k] for k in ("counts", "records_used", "records_skipped", "windows_dropped")}
         _print_counts(name, info)
@@ -105,20 +110,26 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
 
 
 def _assign_splits(config: Config, cohort: CohortConfig, meta) -> np.ndarray:
-    """Split names per window: by strat_fold when folds are configured, else by patient; then the labeled budget."""
+    """Split names per window: by strat_fold when folds are configured, else by patient; then the labeled budget.
+
+    Synthetic windows (an augment output read back) only ever train: validation and test are real patients.
+    """
+    real = ~meta["synthetic"].to_numpy(bool)
+    real_meta = meta[real]
+    splits = np.full(len(meta), "train", dtype=object)
     if cohort.split.folds is not None:
-        splits = np.array(split_by_fold(meta["strat_fold"].tolist(), cohort.split.folds))
+        splits[real] = split_by_fold(real_meta["strat_fold"].tolist(), cohort.split.folds)
     else:
         assignment = split_patients(
-            meta["patient"].tolist(),
-            meta["label"].tolist(),
+            real_meta["patient"].tolist(),
+            real_meta["label"].tolist(),
             fractions=cohort.split.fractions,
             seed=config.seed,
             n_train_patients=cohort.split.train_patients,
         )
-        splits = meta["patient"].map(assignment).to_numpy().astype(object)
+        splits[real] = real_meta["patient"].map(assignment).to_numpy()
     if cohort.split.train_budget is not None:
-        train = np.flatnonzero(splits == "train")
+        train = np.flatnonzero((splits == "train") & real)
         keep = labeled_budget(meta["label"].to_numpy()[train], cohort.split.train_budget, config.seed)
         splits[train[~keep]] = "train_unused"
     return splits
@@ -129,7 +140,10 @@ def _print_counts(name: str, info: dict) -> None:
     by_class = " · ".join(f"{label} {count:,}" for label, count in counts["by_class"].items())
     patients = ", ".join(f"{split} {n}" for split, n in counts["patients_by_split"].items())
     dropped = ", ".join(f"{reason} {n}" for reason, n in sorted(info["windows_dropped"].items())) or "none"
+    checks = f"; beats on R peaks: {info['beats_on_r_peaks']:.1%}" if "beats_on_r_peaks" in info else ""
+    synthetic = f"; synthetic windows (train only): {info['synthetic_windows']:,}" if info["synthetic_windows"] else ""
     print(
         f"ingest {name}: {counts['total']:,} windows ({by_class}) from {info['records_used']} records "
         f"(patients: {patients}); skipped records: {len(info['records_skipped'])}; dropped windows: {dropped}"
+        f"{checks}{synthetic}"
     )

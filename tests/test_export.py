@@ -44,6 +44,23 @@ def test_array_exports_are_read_back(tmp_path, fmt):
     assert list(np.concatenate([part.labels for part in parts])) == list(labels)
 
 
+@pytest.mark.parametrize(("fmt", "atol"), [("npz", 0.0), ("csv", 6e-6), ("wfdb", 5e-4)])
+def test_preprocessed_exports_read_back_as_written_with_their_synthetic_flags(tmp_path, fmt, atol):
+    windows, labels = _beats()
+    flags = np.arange(12) >= 9
+    path = export_windows(tmp_path, windows, labels, fs_hz=FS, leads=["MLII"], fmt=fmt, band_hz=(0.5, 40.0),
+                          anchor_s=0.5, patients=["p1"] * 9 + ["synthetic_tgdp"] * 3, synthetic=flags)
+    if fmt == "wfdb":  # one record per patient, read as beat windows: not band-passed a second time
+        parts = [read_beat_windows(path / name, ["MLII"], fs_hz=FS, window_s=1.0, band_hz=(0.5, 40.0), anchor_s=0.5,
+                                   symbol_to_class=AAMI_SYMBOL_TO_CLASS, classes=["N", "S", "V"])
+                 for name in ("p1", "synthetic_tgdp")]
+    else:  # the file's rate, band and anchor are read from it
+        parts = read_array_windows(path, fs_in_hz=None, fs_hz=FS, window_s=1.0, band_hz=(0.5, 40.0), anchor_s=0.5)
+    back = np.concatenate([part.windows for part in parts])
+    np.testing.assert_allclose(back, windows, rtol=0, atol=atol)  # wfdb: 1 µV steps; csv: 5 decimals
+    assert np.concatenate([part.columns["synthetic"] for part in parts]).tolist() == flags.tolist()
+
+
 def test_record_labeled_wfdb_export_writes_a_labels_csv(tmp_path):
     windows = np.random.default_rng(0).standard_normal((3, 2, 100)).astype(np.float32)
     folder = export_windows(tmp_path, windows, ["MI", "NORM", "MI"], fs_hz=100.0, leads=["I", "II"], fmt="wfdb")

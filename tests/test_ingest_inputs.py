@@ -1,0 +1,151 @@
+"""`ecg-tgdp ingest` on folders real users have: same names in subfolders, a record in the wrong units among good
+ones, a labels CSV with repeated or unknown rows, EDF files, bad window and lead settings, interrupted reruns, Ctrl-C."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from data.store import read_cohort
+from pipeline import stages
+from pipeline.cli import main
+from tests.conftest import REPO, spiky_ecg, write_record
+
+FS = 250.0
+BEATS = [int(FS * (k + 0.5)) for k in range(20)]
+SYMBOLS = ["N"] * 14 + ["V", "A"] * 3
+
+
+def _db(folder, names, scale=None):
+    """Spiky 20 s records, one beat a second (N, V and A beats); `scale` multiplies one record's samples."""
+    for k, name in enumerate(names):
+        signal = spiky_ecg(FS, 20, BEATS, seed=k) * (scale or {}).get(name, 1.0)
+        write_record(folder / os.path.dirname(name), os.path.basename(name), signal, FS, BEATS, SYMBOLS)
+    return folder
+
+
+def _config(tmp_path, target: str = "", source: str = "", windows: str = "") -> str:
+    path = tmp_path / "inputs.toml"
+    path.write_text(
+        f'name = "inputs"\ndata_root = "{tmp_path}"\nworkers = 1\n[windows]\nfs_hz = 125\nwindow_s = 0.8\n{windows}\n'
+        f'[source]\nformat = "wfdb"\ndatabase = "src"\n{source}\n'
+        f'[target]\nformat = "wfdb"\ndatabase = "tgt"\n{target}\n'
+    )
+    return str(path)
+
+
+def _ingest(config, run_dir, *overrides) -> int:
+    args = ["ingest", config, "--run-dir", str(run_dir)]
+    for override in overrides:
+        args += ["--set", override]
+    return main(args)
+
+
+@pytest.fixture
+def source_db(tmp_path):
+    return _db(tmp_path / "src", ["s1", "s2", "s3"])
+
+
+@pytest.mark.parametrize("listed", [True, False])
+def test_records_with_one_name_in_two_subfolders_stay_two_records(tmp_path, source_db, listed):
+    target = _db(tmp_path / "tgt", ["site1/100", "site2/100", "site2/101"])
+    if listed:
+        (target / "RECORDS").write_text("site1/100\nsite2/100\nsite2/101\n")
+    assert _ingest(_config(tmp_path), tmp_path / "run") == 0
+    meta = read_cohort(tmp_path / "run" / "cohorts" / "target").meta
+    assert meta.groupby("record").size().to_dict() == {"site1/100": 20, "site2/100": 20, "site2/101": 20}
+    assert meta["patient"].nunique() == 3
+
+
+def test_a_record_in_the_wrong_units_is_skipped_and_the_others_read(tmp_path, source_db, capsys):
+    _db(tmp_path / "tgt", ["t1", "t2", "t3", "t4"], scale={"t2": 100.0})  # 100 mV beats: a gain off by 100
+    assert _ingest(_config(tmp_path), tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    (line,) = [line for line in out.splitlines() if line.startswith("skipped t2:")]
+    assert "t2" in line and "outside the physiological" in line and "check its units" in line
+    target = read_cohort(tmp_path / "run" / "cohorts" / "target")
+    assert sorted(set(target.meta["record"])) == ["t1", "t3", "t4"] and "t2" in target.info["records_skipped"]
+    assert target.info["beats_on_r_peaks"] == 1.0
+
+
+def test_labels_csv_rows_that_repeat_conflict_or_are_unknown_are_reported_by_name(tmp_path, capsys):
+    _db(tmp_path / "src", ["s1", "s2", "s3"])
+    _db(tmp_path / "tgt", ["t1", "t2", "t3", "t4", "t5", "t6"])
+    pd.DataFrame({"record": ["s1", "s2", "s3"], "label": ["NORM", "MI", "NORM"]}).to_csv(tmp_path / "src" / "l.csv",
+                                                                                       index=False)
+    pd.DataFrame({"record": ["t1", "t2", "t3", "t3", "t4", "t4", "t5", "t6"],
+                  "label": ["NORM", "MI", "NORM", "NORM", "NORM", "MI", "AFIB", "NORM"]}).to_csv(
+        tmp_path / "tgt" / "l.csv", index=False)
+    config = _config(tmp_path, 'labels_csv = "l.csv"', 'labels_csv = "l.csv"', 'classes = ["NORM", "MI"]')
+    assert _ingest(config, tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    assert "more than one label are left out: t4" in out
+    assert "more than once (same label), read once: t3" in out
+    assert "'AFIB' (1 records: t5)" in out
+    meta = read_cohort(tmp_path / "run" / "cohorts" / "target").meta
+    assert meta.groupby("record")["label"].first().to_dict() == {"t1": "NORM", "t2": "MI", "t3": "NORM", "t6": "NORM"}
+    assert meta.groupby("record").size().nunique() == 1  # t3 read once, not twice
+
+
+def test_a_folder_of_edf_files_says_there_is_no_header(tmp_path, source_db, capsys):
+    (tmp_path / "tgt").mkdir()
+    for name in ("a.edf", "b.edf"):
+        (tmp_path / "tgt" / name).write_bytes(b"0       ")
+    assert _ingest(_config(tmp_path), tmp_path / "run") == 1
+    error = capsys.readouterr().err.strip()
+    assert "tgt: no WFDB header (.hea) found (it holds 2 .edf files; convert EDF to WFDB" in error
+    assert len(error.splitlines()) == 1
+
+
+@pytest.mark.parametrize(
+    ("override", "message"),
+    [
+        ("windows.window_s=0.001", "window_s=0.001 gives 0 samples at 125 Hz; a window needs at least 0.25 s"),
+        ("target.leads=['MLII', 'mlii']", "lead MLII, mlii named more than once"),
+    ],
+)
+def test_window_and_lead_settings_that_cannot_work_are_config_errors(tmp_path, source_db, capsys, override, message):
+    _db(tmp_path / "tgt", ["t1", "t2", "t3"])
+    assert _ingest(_config(tmp_path), tmp_path / "run", override) == 1
+    error = capsys.readouterr().err.strip()
+    assert message in error and "inputs.toml" in error and len(error.splitlines()) == 1
+
+
+def test_an_interrupted_rerun_with_other_settings_is_never_up_to_date(tmp_path, source_db, monkeypatch, capsys):
+    _db(tmp_path / "tgt", ["t1", "t2", "t3"])
+    config, run = _config(tmp_path), tmp_path / "run"
+    assert _ingest(config, run) == 0
+    original = np.asarray(read_cohort(run / "cohorts" / "source").windows).copy()
+
+    write_cohort = stages.write_cohort
+    def interrupted(directory, *args):  # the source cohort is written, then Ctrl-C before the target's
+        if directory.name == "target":
+            raise KeyboardInterrupt
+        write_cohort(directory, *args)
+    monkeypatch.setattr(stages, "write_cohort", interrupted)
+    assert _ingest(config, run, "windows.window_s=0.6") == 130
+    assert read_cohort(run / "cohorts" / "source").windows.shape[-1] == 75  # the interrupted run's windows
+
+    monkeypatch.setattr(stages, "write_cohort", write_cohort)
+    capsys.readouterr()
+    assert _ingest(config, run) == 0
+    assert "ingest: up to date" not in capsys.readouterr().out
+    np.testing.assert_array_equal(read_cohort(run / "cohorts" / "source").windows, original)
+    assert _ingest(config, run) == 0 and "ingest: up to date" in capsys.readouterr().out
+
+
+def test_ctrl_c_while_starting_up_ends_without_a_traceback():
+    # Ctrl-C arrives while torch is being imported (seconds on a cold start); raised there deterministically
+    script = ("import builtins, sys\nreal = builtins.__import__\n"
+              "def importing(name, *args, **kwargs):\n"
+              "    if name == 'torch':\n        raise KeyboardInterrupt\n"
+              "    return real(name, *args, **kwargs)\n"
+              "builtins.__import__ = importing\nfrom pipeline.cli import main\n"
+              "sys.exit(main(['train-source', 'quickstart']))\n")  # the command imports torch lazily
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
+                          check=False)
+    assert done.returncode == 130 and done.stderr.strip() == "ecg-tgdp: interrupted"

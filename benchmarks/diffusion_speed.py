@@ -102,7 +102,7 @@ def main() -> None:
     generator = torch.Generator().manual_seed(0)
     rates = {
         (method, steps): sampling_rate(
-            lambda y, m=method, s=steps: sample(net, schedule, (len(y), *SHAPE), y, method=m, steps=s,
+            lambda y, m=method, s=steps: sample(net, schedule, (len(y), *SHAPE), y, sampler=m, steps=s,
                                                 generator=generator, device=device), args.sample_batch, device)
         for method, steps in (("dpmpp", 25), ("dpmpp", 50), ("dpmpp_sde", 25))
     }

@@ -28,7 +28,6 @@ from evaluation.classifier_inputs import WindowGeometry
 from evaluation.downstream import BUILTIN, load_downstream
 from evaluation.report import json_ready
 from evaluation.utility import class_indices, classification_metrics, seed_interval
-from models.classifier import ClassifierTraining
 from pipeline.config import load_config
 from pipeline.rundir import RunDir
 from pipeline.stages import ingest_stage
@@ -53,9 +52,8 @@ def run_span(config_path: Path, span: float, seeds: list[int], classifier: str, 
     classes = target.classes
     train, val, test = source.split("train"), source.split("val"), target.split("test")
     settings = config.evaluation
-    training = ClassifierTraining(epochs=settings.classifier_epochs, steps_per_epoch=settings.classifier_steps_per_epoch,
-                                  batch_size=settings.classifier_batch_size, patience=settings.classifier_patience)
-    downstream = load_downstream(classifier, WindowGeometry.of(target.info), len(classes), training)
+    downstream = load_downstream(classifier, WindowGeometry.of(target.info), len(classes),
+                                 settings.classifier_training)
     started = time.perf_counter()
     x, val_x, test_x = (downstream.prepare(part.windows) for part in (train, val, test))
     y, val_y, test_y = (class_indices(part.meta["label"], classes, name)

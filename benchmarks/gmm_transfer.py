@@ -190,7 +190,7 @@ def score(points: Tensor, reference: Tensor, settings: Settings) -> dict[str, fl
 def draw(denoiser: DenoiserFn, schedule: NoiseSchedule, settings: Settings, seed: int) -> Tensor:
     """`settings.samples` points [N, 1, 2] by DDPM; one seed gives every method of a run the same noise."""
     n = settings.samples
-    return sample(denoiser, schedule, (n, 1, 2), torch.zeros(n, dtype=torch.long), method="ddpm",
+    return sample(denoiser, schedule, (n, 1, 2), torch.zeros(n, dtype=torch.long), sampler="ddpm",
                   steps=settings.sampler_steps, generator=torch.Generator().manual_seed(seed))
 
 

@@ -20,6 +20,8 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.nn import functional as F
 
+from models.settings import ClassifierTraining
+
 
 @dataclass
 class ClassifierInputs:
@@ -78,21 +80,6 @@ class ECGClassifier(nn.Module):
 def classifier_for(inputs: ClassifierInputs, num_classes: int) -> ECGClassifier:
     """The project's classifier shaped for these inputs."""
     return ECGClassifier(inputs.signal.shape[1], num_classes, inputs.features.shape[1])
-
-
-@dataclass
-class ClassifierTraining:
-    """How the classifier is trained: class-balanced batches, early stopping on validation macro-F1."""
-
-    epochs: int = 15
-    batch_size: int = 128
-    lr: float = 1e-3
-    weight_decay: float = 1e-4
-    patience: int = 4  # epochs without a better validation macro-F1
-    steps_per_epoch: int | None = 100  # None: one pass over the training windows
-    gain_jitter: float = 0.25  # signal channels scaled by a factor drawn from [1/(1 + j), 1 + j] per window ...
-    noise: float = 0.02  # ... plus Gaussian noise of this std: patients differ in gain and noise, not in class
-    seed: int = 0
 
 
 def train_classifier(

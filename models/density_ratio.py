@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from models.schedule import NoiseSchedule
+from models.settings import DomainTraining
 from models.unet import timestep_embedding
 
 NET_KINDS = ("conv", "mlp")
@@ -168,28 +169,6 @@ def source_ratios(classifier: DomainClassifier, x: Tensor, y: Tensor, *, r_min: 
                    for start in range(0, len(x), batch_size)])
     r, clipped = clip_ratios(r, r_min, r_max)
     return (self_normalize(r) if normalize else r), clipped
-
-
-@dataclass
-class DomainTraining:
-    """How a domain classifier is trained (binary cross-entropy, AdamW), and early stopped when held-out
-    windows are given."""
-
-    steps: int = 2000
-    batch_size: int = 256
-    lr: float = 1e-3  # peak AdamW learning rate, cosine-decayed to lr · min_lr_ratio at `steps`
-    min_lr_ratio: float = 0.1  # a decayed rate averages out the batch noise that a constant one leaves in log r
-    weight_decay: float = 1e-4  # decoupled (AdamW)
-    balanced: bool = True  # half source, half target per batch: no n_s/n_t factor, and a small target is seen often
-    val_every: int = 100  # steps between held-out log-losses (with held-out windows)
-    patience: int = 5  # validations without a lower held-out log-loss before stopping; 0 disables early stopping
-    seed: int = 0  # batches, timesteps and noise all come from one generator seeded with this
-
-    def __post_init__(self) -> None:
-        if min(self.steps, self.batch_size, self.val_every) < 1 or self.lr <= 0 or self.weight_decay < 0 \
-                or not 0 <= self.min_lr_ratio <= 1 or self.patience < 0:
-            raise ValueError(f"invalid {self}: steps, batch_size and val_every must be >= 1, lr > 0, weight_decay "
-                             ">= 0, min_lr_ratio in [0, 1], patience >= 0")
 
 
 @dataclass

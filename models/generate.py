@@ -1,8 +1,9 @@
 """A trained diffusion checkpoint as a generator of labeled windows in mV.
 
-A checkpoint carries everything sampling needs (DESIGN §3, nanoGPT style): the EMA
-weights, the U-Net config, the schedule, label names, window geometry and the
-normalization statistics that take samples back to mV.
+A checkpoint carries everything sampling needs (DESIGN §3, nanoGPT style): the EMA weights and the
+model card (`models.model_card`: network and schedule configuration, label names, window geometry
+and the normalization statistics that take samples back to mV); a transferred model also carries
+its transfer (domain guidance's reference network, or TGDP's log h and where its guidance starts).
 """
 from __future__ import annotations
 
@@ -16,41 +17,40 @@ from torch import Tensor
 from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.density_ratio import DomainClassifier, NetConfig
 from models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
+from models.model_card import ModelCard, ModelCardError
 from models.samplers import DenoiserFn, classifier_free_guidance, sample
 from models.schedule import NoiseSchedule
 from models.transfer import domain_guidance
-from models.unet import UNet1D, UNetConfig
-
-EXTRA_KEYS = ("unet", "schedule", "classes", "leads", "fs_hz", "window_s", "normalization")
+from models.unet import UNet1D
 
 
 @dataclass
 class DiffusionModel:
-    """EMA network, schedule and the data description from a checkpoint's `extra`."""
+    """EMA network, schedule and model card of a checkpoint, and its transfer guidance if it has one."""
 
     net: UNet1D
     schedule: NoiseSchedule
-    extra: dict
+    card: ModelCard
     reference: UNet1D | None = None  # domain guidance: the source network ε_src
     log_h: LogHFn | None = None  # TGDP: log h(x_t, y, t), from c' or h_ψ
     guidance_window: tuple[int, int] = (0, 0)  # TGDP: (t_min, fade_steps) of the guidance weight f(t)
 
     @classmethod
     def load(cls, path: Path | str, device: torch.device | str = "cpu") -> DiffusionModel:
-        """Load the EMA weights of a training checkpoint or a shipped pretrained file."""
+        """Load the EMA weights and card of a training checkpoint or a shipped model file."""
         payload = load_checkpoint(Path(path))
-        extra = payload.get("extra", {})
-        missing = [key for key in EXTRA_KEYS if key not in extra]
-        if "ema" not in payload or missing:
-            raise CheckpointError(f"{path}: not a diffusion checkpoint (missing {missing or ['ema']})")
-        extra.setdefault("anchor_s", extra["window_s"] / 2)  # checkpoints from before context windows: centred beats
-        extra.setdefault("amplitude_normalization", "none")
-        schedule = NoiseSchedule.from_name(extra["schedule"]["kind"], extra["schedule"]["num_steps"])
-        reference = _frozen_unet(extra, payload["reference_ema"], device) if "reference_ema" in payload else None
+        if "ema" not in payload or "card" not in payload:
+            missing = [key for key in ("ema", "card") if key not in payload]
+            raise CheckpointError(f"{path}: not a diffusion checkpoint of this version (missing {missing})")
+        try:
+            card = ModelCard.from_dict(payload["card"], str(path))
+        except (ModelCardError, TypeError) as error:
+            raise CheckpointError(str(error)) from None
+        reference = _frozen_unet(card, payload["reference_ema"], device) if "reference_ema" in payload else None
         log_h, window = None, (0, 0)
         if "guidance" in payload:
             log_h, window = _guidance(payload["guidance"], device)
-        return cls(_frozen_unet(extra, payload["ema"], device), schedule, extra, reference, log_h, window)
+        return cls(_frozen_unet(card, payload["ema"], device), card.noise_schedule(), card, reference, log_h, window)
 
     @property
     def net_device(self) -> torch.device:
@@ -58,20 +58,21 @@ class DiffusionModel:
 
     @property
     def classes(self) -> list[str]:
-        return list(self.extra["classes"])
+        return list(self.card.classes)
 
     @property
     def method(self) -> str:
-        return self.extra.get("method", "source")
+        return self.card.method
 
-    def denoiser(self, guidance_scale: float = 1.0, transfer_scale: float | None = None) -> DenoiserFn:
-        """The model's ε function: classifier-free guidance (scale 1 = plain conditional), then the
-        transfer method's guidance with its stored scale unless `transfer_scale` overrides it (the
-        composition at a CFG scale ≠ 1 is stated in `models.guidance`)."""
-        eps = classifier_free_guidance(self.net, self.net.null_class, guidance_scale)
-        scale = self.extra.get("transfer_scale", 1.0) if transfer_scale is None else transfer_scale
+    def denoiser(self, cfg_scale: float = 1.0, transfer_scale: float | None = None) -> DenoiserFn:
+        """The model's ε function: classifier-free guidance at `cfg_scale` (1 = plain conditional), then the
+        transfer method's guidance at weight w = `transfer_scale`, or the card's w when None (the composition
+        at a CFG scale ≠ 1 is stated in `models.guidance`)."""
+        eps = classifier_free_guidance(self.net, self.net.null_class, cfg_scale)
+        scale = self.card.transfer_scale if transfer_scale is None else transfer_scale
+        scale = 1.0 if scale is None else scale
         if self.reference is not None:
-            return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, guidance_scale), eps, scale)
+            return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, cfg_scale), eps, scale)
         if self.log_h is not None:
             return guided_denoiser_from_log_h(eps, self.log_h, self.schedule, scale, fade_weight(*self.guidance_window))
         return eps
@@ -79,46 +80,46 @@ class DiffusionModel:
     @property
     def window_shape(self) -> tuple[int, int]:
         """(leads, samples) of one window: the shape the network generates."""
-        return len(self.extra["leads"]), round(self.extra["fs_hz"] * self.extra["window_s"])
+        return self.card.window_shape
 
-    def sample_mv(self, labels: np.ndarray, *, method: str = "dpmpp_sde", steps: int = 25, seed: int = 0,
-                  batch_size: int = 256, guidance_scale: float = 1.0, transfer_scale: float | None = None,
+    def sample_mv(self, labels: np.ndarray, *, sampler: str = "dpmpp_sde", steps: int = 25, seed: int = 0,
+                  batch_size: int = 256, cfg_scale: float = 1.0, transfer_scale: float | None = None,
                   progress: bool = False) -> np.ndarray:
         """Windows [len(labels), leads, T] in mV for class indices `labels`, sampled with `generate`."""
-        normalized = generate(self.denoiser(guidance_scale, transfer_scale), self.schedule, labels, self.window_shape,
-                              method=method, steps=steps, seed=seed, batch_size=batch_size, device=self.net_device,
+        normalized = generate(self.denoiser(cfg_scale, transfer_scale), self.schedule, labels, self.window_shape,
+                              sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, device=self.net_device,
                               progress=progress)
         return self.to_mv(normalized)
 
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Undo the per-lead normalization: x · std + mean, as float32 [N, leads, T] in mV."""
-        stats = self.extra["normalization"]
+        stats = self.card.normalization
         mean, std = (np.asarray(stats[key], dtype=np.float32)[:, None] for key in ("mean", "std"))
         return (np.asarray(x, dtype=np.float32) * std + mean).astype(np.float32)
 
 
 def _guidance(payload: dict, device) -> tuple[LogHFn, tuple[int, int]]:
     """TGDP's log h from a checkpoint's guidance entry: c' (time_classifier) or h_ψ (regression), frozen."""
-    estimator = payload.get("estimator", "regression")  # checkpoints before the time-classifier estimator
+    estimator = payload["estimator"]
     network = (DomainClassifier if estimator == "time_classifier" else GuidanceNet)(NetConfig(**payload["config"]))
     network.load_state_dict(payload["weights"])
     network = network.to(device).eval().requires_grad_(False)
     log_h = classifier_log_h(network) if estimator == "time_classifier" else network.log_h
-    return log_h, (int(payload.get("t_min", 0)), int(payload.get("fade_steps", 0)))
+    return log_h, (int(payload["t_min"]), int(payload["fade_steps"]))
 
 
-def _frozen_unet(extra: dict, ema: dict, device: torch.device | str) -> UNet1D:
-    net = UNet1D(UNetConfig(**extra["unet"]))
+def _frozen_unet(card: ModelCard, ema: dict, device: torch.device | str) -> UNet1D:
+    net = UNet1D(card.unet_config())
     net.load_state_dict(ema["weights"])
     return net.to(device).eval().requires_grad_(False)
 
 
-def save_model_file(training_dir: Path, path: Path, **extra_updates) -> Path:
-    """Write what sampling needs (EMA weights + extra) from a training folder: best.pt, else checkpoint.pt."""
+def save_model_file(training_dir: Path, path: Path, **card_updates) -> Path:
+    """Write what sampling needs (EMA weights + card) from a training folder: best.pt, else checkpoint.pt."""
     best = training_dir / "best.pt"
     payload = load_checkpoint(best if best.is_file() else training_dir / "checkpoint.pt")
-    slim = {key: payload[key] for key in ("ema", "extra", "step", "train_config") if key in payload}
-    slim["extra"] = {**slim["extra"], **extra_updates}
+    slim = {key: payload[key] for key in ("ema", "card", "step", "train_config") if key in payload}
+    slim["card"] = {**slim["card"], **card_updates}
     save_checkpoint(path, slim)
     return path
 
@@ -143,7 +144,7 @@ def generate(
     labels: np.ndarray,
     shape: tuple[int, int],
     *,
-    method: str = "dpmpp_sde",
+    sampler: str = "dpmpp_sde",
     steps: int = 25,
     seed: int = 0,
     batch_size: int = 256,
@@ -157,9 +158,9 @@ def generate(
     if progress:
         from tqdm.auto import tqdm
 
-        batches = tqdm(batches, desc=f"sample ({method}, {steps} steps)", unit="batch")
+        batches = tqdm(batches, desc=f"sample ({sampler}, {steps} steps)", unit="batch")
     for start in batches:
         y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long)
-        x = sample(denoiser, schedule, (len(y), *shape), y, method=method, steps=steps, generator=generator, device=device)
+        x = sample(denoiser, schedule, (len(y), *shape), y, sampler=sampler, steps=steps, generator=generator, device=device)
         out.append(x.detach().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *shape), dtype=np.float32)

@@ -16,7 +16,8 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-NEAR_PERFECT_AUROC = 0.99  # above this the held-out domains barely overlap: the ratio is unreliable there
+from models.settings import NEAR_PERFECT_AUROC
+
 CALIBRATION_BINS = 10
 
 

@@ -202,15 +202,15 @@ SAMPLERS = tuple(_SAMPLERS)
 
 
 def sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
-           method: str = "dpmpp", steps: int = 25, eta: float = 0.0, generator: torch.Generator,
+           sampler: str = "dpmpp", steps: int = 25, eta: float = 0.0, generator: torch.Generator,
            clip_x0: float | None = None, device: torch.device | str | None = None, progress: bool = False) -> Tensor:
     """Draw x_0 [B, C, L] for `labels` [B] with the named sampler (one of SAMPLERS)."""
-    if method not in _SAMPLERS:
-        raise ValueError(f"unknown sampler {method!r}; expected one of {sorted(_SAMPLERS)}")
-    if eta != 0.0 and method != "ddim":
-        raise ValueError(f"eta={eta} applies only to method 'ddim', not {method!r}")
-    options = {"eta": eta} if method == "ddim" else {}
-    return _SAMPLERS[method](denoiser, schedule, shape, labels, generator=generator, steps=steps,
+    if sampler not in _SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; expected one of {sorted(_SAMPLERS)}")
+    if eta != 0.0 and sampler != "ddim":
+        raise ValueError(f"eta={eta} applies only to the sampler 'ddim', not {sampler!r}")
+    options = {"eta": eta} if sampler == "ddim" else {}
+    return _SAMPLERS[sampler](denoiser, schedule, shape, labels, generator=generator, steps=steps,
                              clip_x0=clip_x0, device=device, progress=progress, **options)
 
 

@@ -7,7 +7,7 @@ forward kernel is x_t = α_t x_0 + σ_t ε with α_t = √ᾱ_t and σ_t = √(1
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -20,6 +20,7 @@ class NoiseSchedule:
 
     alphas_cumprod: torch.Tensor  # [T] float64, strictly decreasing in (0, 1), t = 0..T-1
     kind: str  # "cosine" | "linear": how it was built, saved with checkpoints
+    params: dict = field(default_factory=dict)  # the builder's arguments besides T (s; beta_start, beta_end)
 
     def __post_init__(self) -> None:
         abar = self.alphas_cumprod
@@ -35,21 +36,31 @@ class NoiseSchedule:
         f = torch.cos((grid + s) / (1 + s) * math.pi / 2) ** 2
         # 1. β_t = 1 − ᾱ(t+1)/ᾱ(t), clipped at 0.999 (§3.2); ᾱ is rebuilt from the clipped β
         betas = (1 - f[1:] / f[:-1]).clamp(max=_MAX_BETA)
-        return cls(torch.cumprod(1 - betas, dim=0), "cosine")
+        return cls(torch.cumprod(1 - betas, dim=0), "cosine", {"s": s})
 
     @classmethod
     def linear(cls, num_steps: int = 1000, beta_start: float = 1e-4, beta_end: float = 0.02) -> NoiseSchedule:
         """Linear β schedule of Ho et al. 2020 §4: β_t evenly spaced in [1e-4, 0.02], ᾱ_t = Π(1 − β_s)."""
         betas = torch.linspace(beta_start, beta_end, num_steps, dtype=torch.float64)
-        return cls(torch.cumprod(1 - betas, dim=0), "linear")
+        return cls(torch.cumprod(1 - betas, dim=0), "linear", {"beta_start": beta_start, "beta_end": beta_end})
 
     @classmethod
-    def from_name(cls, kind: str, num_steps: int) -> NoiseSchedule:
-        """The named schedule ("cosine" or "linear") with its default parameters."""
+    def from_name(cls, kind: str, num_steps: int, **params: float) -> NoiseSchedule:
+        """The named schedule ("cosine" or "linear") with its parameters (defaults where not given)."""
         builders = {"cosine": cls.cosine, "linear": cls.linear}
         if kind not in builders:
             raise ValueError(f"unknown noise schedule {kind!r}; expected one of {sorted(builders)}")
-        return builders[kind](num_steps)
+        return builders[kind](num_steps, **params)
+
+    def card(self) -> dict:
+        """What rebuilds this schedule with `from_card`: kind, T and the builder's parameters."""
+        return {"kind": self.kind, "num_steps": self.num_steps, **self.params}
+
+    @classmethod
+    def from_card(cls, card: dict) -> NoiseSchedule:
+        """The schedule `card()` describes."""
+        params = {key: value for key, value in card.items() if key not in ("kind", "num_steps")}
+        return cls.from_name(card["kind"], card["num_steps"], **params)
 
     @property
     def num_steps(self) -> int:

@@ -35,48 +35,11 @@ from models.density_ratio import DomainClassifier, clip_ratios, cosine_lr_factor
 from models.guidance import GuidanceNet, LogHFn, grad_log_h
 from models.samplers import DenoiserFn
 from models.schedule import NoiseSchedule
+from models.settings import GuidanceTraining
 
 TERMS = ("guidance", "cycle", "consistency")
 LOG_KEYS = ("step", *TERMS, "total", "cycle_clipped", "grad_norm", *(f"grad_share_{term}" for term in TERMS),
             "val_consistency")
-
-
-@dataclass
-class GuidanceTraining:
-    """How h_ψ is trained (AdamW on the loss above); η = 0 switches a regularizer off (not computed, logged as 0)."""
-
-    steps: int = 5000
-    batch_size: int = 256  # source windows per step, and target windows per step when a regularizer is on
-    lr: float = 1e-3  # peak AdamW learning rate, cosine-decayed to lr · min_lr_ratio at `steps`
-    min_lr_ratio: float = 0.1  # a decayed rate averages out the batch noise of regressing on heavy-tailed r
-    weight_decay: float = 0.0  # decoupled (AdamW)
-    grad_clip: float = 0.0  # max global gradient norm; 0 disables: clipping shrinks exactly the batches that
-    #                         carry the large ratios, which biases h low where the target lies (AdamW is scale-free)
-    eta_cycle: float = 0.0  # η₁, weight of the cycle regularizer; needs target windows and c'(x_t, y, t)
-    eta_consistency: float = 0.0  # η₂, weight of the consistency regularizer; needs target windows
-    r_min: float = 1e-3  # c'/(1 − c') is clipped to [r_min, r_max] in the cycle term, as r is on the source set
-    r_max: float = 1e3
-    val_every: int = 100  # steps between held-out consistency losses (when validation windows are given)
-    patience: int = 10  # validations without improvement before stopping; 0 disables early stopping
-    scale_every: int = 50  # steps between measurements of each term's gradient norm (module docstring)
-    scale_decay: float = 0.9  # running mean of those norms, which each term is divided by
-    seed: int = 0  # batches, t and ε come from one generator seeded with this; validation from one seeded seed + 1
-
-    def __post_init__(self) -> None:
-        rules = {
-            "steps, batch_size, val_every and scale_every must be >= 1":
-                min(self.steps, self.batch_size, self.val_every, self.scale_every) >= 1,
-            "lr must be > 0": self.lr > 0,
-            "weight_decay, grad_clip, eta_cycle, eta_consistency, patience, seed must be >= 0":
-                min(self.weight_decay, self.grad_clip, self.eta_cycle, self.eta_consistency, self.patience,
-                    self.seed) >= 0,
-            "need 0 < r_min < r_max": 0 < self.r_min < self.r_max,
-            "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
-            "scale_decay must be in [0, 1)": 0 <= self.scale_decay < 1,
-        }
-        broken = [rule for rule, holds in rules.items() if not holds]
-        if broken:
-            raise ValueError(f"invalid {self}: " + "; ".join(broken))
 
 
 @dataclass

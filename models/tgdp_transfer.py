@@ -41,7 +41,6 @@ from models.density_ratio import (
 )
 from models.guidance import GuidanceNet, LogHFn, classifier_log_h
 from models.ratio_diagnostics import (
-    NEAR_PERFECT_AUROC,
     BandScores,
     bands_table,
     binary_scores,
@@ -52,35 +51,8 @@ from models.ratio_diagnostics import (
 )
 from models.samplers import DenoiserFn
 from models.schedule import NoiseSchedule
-from models.tgdp import GuidanceTraining, consistency_loss, train_guidance
-
-ESTIMATORS = ("time_classifier", "regression")
-
-
-@dataclass
-class TGDPSettings:
-    """Every knob of one TGDP fit; η₁ = guidance.eta_cycle, η₂ = guidance.eta_consistency (regression)."""
-
-    estimator: str = "time_classifier"  # one of ESTIMATORS
-    network: str = "conv"  # "conv" for windows [N, leads, T]; "mlp" for points [N, ...], flattened
-    width: int = 64  # channels (conv) or hidden units (mlp) of the classifiers and the guidance network
-    depth: int = 3
-    time_domain: DomainTraining = field(default_factory=DomainTraining)  # c'(x_t, y, t): both estimators
-    refine_steps: int = 0  # time_classifier: steps of BCE + η₂ · consistency on target windows after the BCE fit
-    domain: DomainTraining = field(default_factory=DomainTraining)  # c(x_0, y): regression only
-    guidance: GuidanceTraining = field(default_factory=GuidanceTraining)  # h_ψ: regression only
-    ratio_normalization: str = "clip"  # regression: "clip" to [r_min, r_max], or "self_normalize" (clip, then mean 1)
-    fade: bool = True  # switch guidance off below the t where held-out c' is near-perfect
-    near_perfect_auroc: float = NEAR_PERFECT_AUROC
-    bands: int = 10  # bands of t for the held-out diagnostics
-
-    def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
-        if self.ratio_normalization not in ("clip", "self_normalize"):
-            raise ValueError(f"ratio_normalization must be 'clip' or 'self_normalize', got {self.ratio_normalization!r}")
-        if self.refine_steps < 0 or self.bands < 1 or not 0.5 < self.near_perfect_auroc <= 1:
-            raise ValueError(f"invalid {self}: refine_steps >= 0, bands >= 1, near_perfect_auroc in (0.5, 1]")
+from models.settings import TGDPSettings
+from models.tgdp import consistency_loss, train_guidance
 
 
 @dataclass

@@ -5,9 +5,9 @@ generators checkpointed per rank, so a run killed after step k and resumed ends 
 weights and log rows as one that never stopped. The learning rate is a function of the step.
 
     out_dir/checkpoint.pt  model (raw weights), ema (EMA.state_dict(); sample from its "weights"),
-                           optimizer, rng (one dict per rank), train_config, extra (the caller's,
-                           verbatim), step, seconds, best_val_loss, bad_validations, stopped_early
-    out_dir/best.pt        ema, step, val_loss, train_config, extra at the best validation loss
+                           optimizer, rng (one dict per rank), train_config, card (the caller's
+                           model card, verbatim), step, seconds, best_val_loss, bad_validations, stopped_early
+    out_dir/best.pt        ema, step, val_loss, train_config, card at the best validation loss
     out_dir/log.csv        step, loss, lr, grad_norm, val_loss, seconds; loss and grad_norm are means
                            over the steps since the previous row, seconds the training time so far
 """
@@ -31,47 +31,12 @@ from tqdm.auto import tqdm
 
 from models.checkpoint import CheckpointError, check_plain, load_checkpoint, rng_state, save_checkpoint, set_rng_state
 from models.ema import EMA
+from models.settings import TrainConfig
 
 LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "val_loss", "seconds")
 # these change logging, validation or stopping but no update, so a resumed run may change them
 _MAY_CHANGE_ON_RESUME = frozenset({"steps", "log_every", "val_every", "checkpoint_every", "early_stopping_patience"})
 _BATCHES, _NOISE, _MODEL, _VALIDATION = range(4)  # independent random streams, see _seed
-
-
-@dataclass
-class TrainConfig:
-    """How a denoiser is trained; saved as a dict in every checkpoint so a run can be resumed and audited."""
-
-    steps: int = 20000                # optimizer updates in all; raising it resumes a finished run (new cosine length)
-    batch_size: int = 64              # windows per rank and step
-    lr: float = 2e-4                  # peak AdamW learning rate
-    warmup_steps: int = 500           # linear warm-up, then cosine decay to lr * min_lr_ratio
-    min_lr_ratio: float = 0.1
-    weight_decay: float = 0.0         # decoupled (AdamW); only on weights with ≥ 2 dims, as in nanoGPT
-    ema_decay: float = 0.999          # the EMA weights are validated, kept in best.pt and sampled from
-    grad_clip: float = 1.0            # max global gradient norm; 0 disables (the norm is still logged)
-    label_dropout: float = 0.1        # classifier-free: replace y with the null class with this probability
-    class_balanced: bool = False      # sample batches with equal class probability (rare S/V beats)
-    log_every: int = 50
-    val_every: int = 500              # validation loss (EMA weights, fixed seeded t and noise: comparable across evaluations)
-    checkpoint_every: int = 1000      # a killed run repeats at most this many steps
-    early_stopping_patience: int = 0  # in validations; 0 disables
-    seed: int = 0                     # seeds every random stream: same seed, same machine, same weights
-
-    def __post_init__(self) -> None:
-        rules = {
-            "steps, batch_size, log_every, val_every, checkpoint_every must be >= 1":
-                min(self.steps, self.batch_size, self.log_every, self.val_every, self.checkpoint_every) >= 1,
-            "lr, warmup_steps, weight_decay, grad_clip, early_stopping_patience, seed must be >= 0":
-                min(self.lr, self.warmup_steps, self.weight_decay, self.grad_clip, self.early_stopping_patience,
-                    self.seed) >= 0,
-            "label_dropout must be in [0, 1)": 0 <= self.label_dropout < 1,
-            "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
-            "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,
-        }
-        broken = [rule for rule, holds in rules.items() if not holds]
-        if broken:
-            raise ValueError(f"invalid {self}: " + "; ".join(broken))
 
 
 @dataclass
@@ -171,7 +136,7 @@ def cleanup_distributed() -> None:
 def train_diffusion(
     model: nn.Module, schedule, train_x: Tensor, train_y: Tensor, config: TrainConfig, out_dir: Path, *,
     val_x: Tensor | None = None, val_y: Tensor | None = None, device: torch.device | str = "cpu",
-    extra: dict | None = None, progress: bool = True,
+    card: dict | None = None, progress: bool = True,
 ) -> TrainResult:
     """Train `model` (ε-prediction, eq. 14) on train_x [N, leads, T] float, train_y [N] long; resume from
     out_dir/checkpoint.pt when it exists (return at once if that run reached `steps` or stopped early).
@@ -182,11 +147,11 @@ def train_diffusion(
         raise ValueError("pass both val_x and val_y, or neither")
     if val_x is not None:
         _check_windows(val_x, val_y, "val")
-    check_plain(extra or {}, where="extra")  # fail now, not at the first checkpoint
+    check_plain(card or {}, where="card")  # fail now, not at the first checkpoint
     device = _resolve(device)
     # dropout inside the model draws from the global generators: fork them, give them back untouched
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device.index], device_type=device.type):
-        run = _Run(model, schedule, config, Path(out_dir), device, extra or {}, (train_x, train_y, val_x, val_y))
+        run = _Run(model, schedule, config, Path(out_dir), device, card or {}, (train_x, train_y, val_x, val_y))
         if run.checkpoint_path.exists():
             run.resume()
         run.loop(progress)
@@ -198,8 +163,8 @@ class _Run:
     """The state of one training call; its methods are the steps of the loop."""
 
     def __init__(self, model: nn.Module, schedule, config: TrainConfig, out_dir: Path, device: torch.device,
-                 extra: dict, data: tuple):
-        self.schedule, self.config, self.out_dir, self.device, self.extra = schedule, config, out_dir, device, extra
+                 card: dict, data: tuple):
+        self.schedule, self.config, self.out_dir, self.device, self.card = schedule, config, out_dir, device, card
         self.train_x, self.train_y, self.val_x, self.val_y = data
         self.sampler = WindowSampler(self.train_y, config.class_balanced)
         self.checkpoint_path, self.log_path = out_dir / "checkpoint.pt", out_dir / "log.csv"
@@ -283,7 +248,7 @@ class _Run:
             p.best_val_loss, p.bad_validations = loss, 0
             if self.rank == 0:
                 save_checkpoint(self.out_dir / "best.pt", {"ema": self.ema.state_dict(), "step": p.step,
-                                "val_loss": loss, "train_config": asdict(self.config), "extra": self.extra})
+                                "val_loss": loss, "train_config": asdict(self.config), "card": self.card})
         else:
             p.bad_validations += 1
             p.stopped_early = 0 < self.config.early_stopping_patience <= p.bad_validations
@@ -310,7 +275,7 @@ class _Run:
         if self.rank == 0:
             save_checkpoint(self.checkpoint_path, {
                 "model": self.model.state_dict(), "ema": self.ema.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "rng": states, "train_config": asdict(self.config), "extra": self.extra,
+                "rng": states, "train_config": asdict(self.config), "card": self.card,
                 **asdict(self.progress), "seconds": self.seconds()})
         if self.world > 1:  # no rank returns, and perhaps resumes, before the file is in place
             dist.barrier()

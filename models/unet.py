@@ -17,41 +17,14 @@ at the labeled beat, tells it which beat the class label is about.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.settings import UNetConfig
+
 _HEAD_DIM = 32  # attention channels per head
-
-
-@dataclass(frozen=True)
-class UNetConfig:
-    """Network shape; saved inside checkpoints so that sampling needs only the checkpoint."""
-
-    leads: int = 1  # input and output channels
-    num_classes: int = 3  # embedding has num_classes + 1 rows; row num_classes is the null class (CFG)
-    base_channels: int = 32  # width at full resolution; time/class embedding width is 4x this
-    channel_mults: tuple[int, ...] = (1, 2, 2)  # width multiplier per resolution; len - 1 halvings
-    res_blocks: int = 1  # residual blocks per resolution
-    attention: bool = False  # one self-attention block at the lowest resolution
-    dropout: float = 0.0  # inside residual blocks
-    groups: int = 8  # GroupNorm groups; must divide every width
-    position_channel: bool = True  # append linspace(-1, 1) over the window as an input channel
-    anchor: float | None = None  # beat windows: where the labeled beat sits, as a fraction of the window; adds a
-    #                              Gaussian marker channel there (width `anchor_width`, a fraction of the window too)
-    anchor_width: float = 0.02
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "channel_mults", tuple(self.channel_mults))  # a TOML/JSON list round-trips
-        widths = [self.base_channels * m for m in self.channel_mults]
-        if not widths or any(w % self.groups for w in widths):
-            raise ValueError(f"UNetConfig: widths {widths} must be non-empty and divisible by groups={self.groups}")
-        if self.leads < 1 or self.num_classes < 1 or self.res_blocks < 1:
-            raise ValueError(f"UNetConfig: leads, num_classes and res_blocks must be >= 1, got {self}")
-        if self.anchor is not None and not (0 <= self.anchor <= 1 and self.anchor_width > 0):
-            raise ValueError(f"UNetConfig: anchor must lie in [0, 1] and anchor_width be > 0, got {self}")
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:

@@ -78,7 +78,7 @@ def augment(
     model = DiffusionModel.load(source_model, "cpu")
     config = _config(target, model, method=method, labels_csv=labels_csv, leads=leads, fs_in_hz=fs_in_hz, seed=seed,
                      device=device, overrides=overrides)
-    _check_rate(target, config, model.extra["fs_hz"], resample)
+    _check_rate(target, config, model.card.fs_hz, resample)
     run = RunDir.open(config, work_dir or out.parent / f".{out.name}.work")
     windows, meta, result = read_cohort_windows(config, config.target, target, "augment: read target")
     _check_class_counts(target, meta, model.classes, min_per_class)
@@ -88,7 +88,7 @@ def augment(
             "leads": config.target.leads, "counts": class_counts(meta, model.classes),
             # the source samples TGDP is fit against: the transfer's cache key (this file) must change with them
             "transfer_source": source_marker,
-            **{key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}}
+            **{key: value for key, value in model.card.window_description().items() if key != "leads"}}
     write_cohort(run.path / "cohorts" / "target", windows, meta, info)
     model_file = transfer_stage(config, run, [method])[method]
 
@@ -100,7 +100,7 @@ def augment(
     written = export_windows(
         out, np.concatenate([windows, samples.windows]),
         np.concatenate([meta["label"].to_numpy(str), samples.meta["label"].to_numpy(str)]),
-        fs_hz=model.extra["fs_hz"], leads=config.target.leads, fmt=fmt, name=OUTPUT_NAME,
+        fs_hz=model.card.fs_hz, leads=config.target.leads, fmt=fmt, name=OUTPUT_NAME,
         patients=np.concatenate([meta["patient"].to_numpy(str), np.full(len(samples.meta), f"synthetic_{method}")]),
         synthetic=np.r_[meta["synthetic"].to_numpy(bool), np.ones(len(samples.meta), bool)],
         band_hz=config.windows.band_hz, anchor_s=anchor_of(config, config.target),
@@ -125,16 +125,17 @@ def augment(
 def _config(target: Path, model: DiffusionModel, *, method: str, labels_csv: str | None, leads: list[str] | None,
             fs_in_hz: float | None, seed: int, device: str, overrides: tuple[str, ...]) -> Config:
     """A run config whose target is the user's data (its own lead names) and whose geometry is the source model's."""
-    leads = list(leads or model.extra["leads"])
-    if len(leads) != len(model.extra["leads"]):
+    model_leads = list(model.card.leads)
+    leads = list(leads or model_leads)
+    if len(leads) != len(model_leads):
         raise ConfigError(f"--leads names {len(leads)} leads {leads}; the source model has "
-                          f"{len(model.extra['leads'])}: {model.extra['leads']}")
+                          f"{len(model_leads)}: {model_leads}")
     cohort = {"format": "arrays" if target.is_file() else "wfdb", "database": str(target),
               "leads": leads, "labels_csv": labels_csv, "fs_in_hz": fs_in_hz}
     raw = {
         "name": f"augment_{target.stem}", "seed": seed, "device": device, "data_root": str(target.parent),
-        "windows": {"fs_hz": model.extra["fs_hz"], "window_s": model.extra["window_s"],
-                    "anchor_s": model.extra.get("anchor_s"), "classes": model.classes},
+        "windows": {"fs_hz": model.card.fs_hz, "window_s": model.card.window_s, "anchor_s": model.card.anchor_s,
+                    "amplitude_normalization": model.card.amplitude_normalization, "classes": model.classes},
         # not read: the source cohort is sampled from the source model (see _write_source_cohort)
         "source": {"format": "arrays", "database": "source model samples"},
         "target": cohort,
@@ -210,7 +211,7 @@ def _write_source_cohort(run: RunDir, source_model: Path, model: DiffusionModel,
         return marker
     labels = np.repeat(np.arange(len(model.classes)), per_class)
     windows = model.sample_mv(labels, steps=steps, seed=seed + 1, progress=True)
-    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "leads", "normalization")}
+    description = model.card.window_description()
     write_synthetic_cohort(folder, windows, labels, classes=model.classes,
                            description={**description, "sampled": marker}, method="source", split="train")
     return marker
@@ -236,7 +237,7 @@ def _synthetic_samples(run: RunDir, config: Config, model_file: Path, plan: dict
                else np.zeros((0, *real_windows.shape[1:]), np.float32))
     plausible = plausible_by_class(real_windows, real_labels, windows, np.asarray(model.classes)[labels])
     screened = {cls: int((~plausible & (labels == i)).sum()) for i, cls in enumerate(model.classes)}
-    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}
+    description = {key: value for key, value in model.card.window_description().items() if key != "leads"}
     write_synthetic_cohort(folder, windows[plausible], labels[plausible], classes=model.classes, method="augment",
                            description={**description, "leads": config.target.leads, "planned": plan,
                                         "screened_out": screened})

@@ -279,8 +279,8 @@ def _sample(args) -> None:
 
     try:
         sample_command(
-            args.checkpoint, args.n, args.out, class_mix=args.class_mix, method=args.sampler, steps=args.steps,
-            seed=args.seed, fmt=args.format, guidance_scale=args.cfg_scale, device=args.device,
+            args.checkpoint, args.n, args.out, class_mix=args.class_mix, sampler=args.sampler, steps=args.steps,
+            seed=args.seed, fmt=args.format, cfg_scale=args.cfg_scale, device=args.device,
             batch_size=args.batch_size, transfer_scale=args.transfer_scale,
         )
     except ValueError as error:  # what the checkpoint cannot serve, e.g. more steps than its schedule has

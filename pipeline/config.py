@@ -5,10 +5,14 @@ import hashlib
 import json
 import os
 import sys
+from dataclasses import fields as dataclass_fields
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from data.simulation_spec import CohortShift, SimulationSpec
+from models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TGDPSettings, TrainConfig, UNetConfig
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -83,27 +87,26 @@ class WindowConfig(_Strict):
         return self.window_s / 2 if self.anchor_s is None else self.anchor_s
 
 
-class ShiftConfig(_Strict):
-    """Cohort shift of a simulated hospital (see data.simulate.CohortShift)."""
-
-    morphology: float = 0.0
-    gain: float = 1.0
-    noise_mv: float = 0.02
-    baseline_wander_mv: float = 0.05
-    powerline_mv: float = 0.0
+_SIMULATION = {spec.name: spec.default for spec in dataclass_fields(SimulationSpec)}
 
 
 class SimulationConfig(_Strict):
-    """A simulated hospital written as WFDB records (see data.simulate.SimulationSpec)."""
+    """A simulated hospital written as WFDB records (data.simulation_spec.SimulationSpec, whose defaults these are)."""
 
     n_patients: int = Field(gt=0)
     duration_s: float = Field(gt=0)
     fs_hz: float = Field(gt=0)
-    lead_names: list[str] = ["MLII"]
-    ectopic_rates: dict[str, float] = {"S": 0.06, "V": 0.08, "F": 0.015}
-    heart_rate_bpm: tuple[float, float] = (55.0, 95.0)
-    shift: ShiftConfig = ShiftConfig()
-    record_prefix: str = "sim"
+    lead_names: list[str] = list(_SIMULATION["lead_names"])
+    ectopic_rates: dict[str, float] = dict(_SIMULATION["ectopic_rates"])
+    heart_rate_bpm: tuple[float, float] = _SIMULATION["heart_rate_bpm"]
+    shift: CohortShift = CohortShift()
+    record_prefix: str = _SIMULATION["record_prefix"]
+
+    def spec(self) -> SimulationSpec:
+        """The library's description of this hospital."""
+        return SimulationSpec(n_patients=self.n_patients, duration_s=self.duration_s, fs_hz=self.fs_hz,
+                              lead_names=tuple(self.lead_names), ectopic_rates=tuple(self.ectopic_rates.items()),
+                              heart_rate_bpm=self.heart_rate_bpm, shift=self.shift, record_prefix=self.record_prefix)
 
 
 class SplitConfig(_Strict):
@@ -153,45 +156,34 @@ class CohortConfig(_Strict):
         return self
 
 
-class DiffusionModelConfig(_Strict):
-    """The 1D U-Net denoiser and its noise schedule (see models.unet.UNetConfig)."""
+_UNET = {spec.name: spec.default for spec in dataclass_fields(UNetConfig)}
 
-    base_channels: int = Field(32, gt=0)
-    channel_mults: list[int] = Field([1, 2, 2], min_length=1)
-    res_blocks: int = Field(1, gt=0)
-    attention: bool = False
-    dropout: float = Field(0.0, ge=0, lt=1)
-    groups: int = Field(8, gt=0)
+
+class DiffusionModelConfig(_Strict):
+    """The 1D U-Net denoiser's shape (models.unet.UNetConfig, whose defaults these are; leads, classes and the
+    anchor come from the cohort) and its noise schedule."""
+
+    base_channels: int = Field(_UNET["base_channels"], gt=0)
+    channel_mults: list[int] = Field(list(_UNET["channel_mults"]), min_length=1)
+    res_blocks: int = Field(_UNET["res_blocks"], gt=0)
+    attention: bool = _UNET["attention"]
+    dropout: float = Field(_UNET["dropout"], ge=0, lt=1)
+    groups: int = Field(_UNET["groups"], gt=0)
+    position_channel: bool = _UNET["position_channel"]
+    anchor_channel: bool = Field(True, description="beat windows: mark the labeled beat with an input channel (the "
+                                 "network then knows which of the window's beats the class is about)")
     schedule: Literal["cosine", "linear"] = "cosine"
     num_steps: int = Field(1000, gt=1, description="training diffusion steps T")
 
 
-class TrainingConfig(_Strict):
-    """Optimisation of a diffusion model (see models.training.TrainConfig)."""
-
-    steps: int = Field(20000, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(2e-4, gt=0)
-    warmup_steps: int = Field(500, ge=0)
-    min_lr_ratio: float = Field(0.1, ge=0, le=1)
-    weight_decay: float = Field(0.0, ge=0)
-    ema_decay: float = Field(0.999, ge=0, lt=1)
-    grad_clip: float = Field(1.0, gt=0)
-    label_dropout: float = Field(0.1, ge=0, lt=1, description="classifier-free guidance: share of null-class labels")
-    class_balanced: bool = Field(True, description="draw classes equally often (rare S and V beats)")
-    log_every: int = Field(50, gt=0)
-    val_every: int = Field(500, gt=0)
-    checkpoint_every: int = Field(1000, gt=0)
-    early_stopping_patience: int = Field(0, ge=0, description="validations without improvement; 0 disables")
-
-
 class SourceModelConfig(_Strict):
-    """The source diffusion model: a shipped pretrained checkpoint, or one trained here."""
+    """The source diffusion model: a shipped pretrained checkpoint, or one trained here (`training` is
+    models.training.TrainConfig; its seed is the run's)."""
 
     pretrained: Path | None = Field(None, description="checkpoint to use instead of training: a shipped model's name "
                                     "(models/pretrained/<name>) or a path; '' trains anew")
     model: DiffusionModelConfig = DiffusionModelConfig()
-    training: TrainingConfig = TrainingConfig()
+    training: TrainConfig = TrainConfig()
 
     @field_validator("pretrained", mode="before")
     @classmethod
@@ -199,16 +191,9 @@ class SourceModelConfig(_Strict):
         return None if value == "" else value
 
 
-class FinetuneConfig(_Strict):
-    """Fine-tuning baselines: low learning rate, early stopped on the held-out target loss."""
-
-    steps: int = Field(2000, gt=0)
-    batch_size: int = Field(64, gt=0)
-    lr: float = Field(5e-5, gt=0)
-    warmup_steps: int = Field(50, ge=0)
-    val_every: int = Field(100, gt=0)
-    early_stopping_patience: int = Field(5, ge=0)
-    ema_decay: float = Field(0.995, ge=0, lt=1, description="short runs need a faster EMA")
+_DOMAIN = {spec.name: spec.default for spec in dataclass_fields(DomainTraining)}
+_GUIDANCE = {spec.name: spec.default for spec in dataclass_fields(GuidanceTraining)}
+_TGDP = {spec.name: spec.default for spec in dataclass_fields(TGDPSettings)}
 
 
 class TGDPConfig(_Strict):
@@ -216,30 +201,36 @@ class TGDPConfig(_Strict):
     clean-window classifier and the guidance network h_ψ."""
 
     estimator: Literal["time_classifier", "regression"] = Field(
-        "time_classifier", description="log h = logit c' (time_classifier), or h_ψ regressed on the clean-window "
+        _TGDP["estimator"], description="log h = logit c' (time_classifier), or h_ψ regressed on the clean-window "
         "ratio with the cycle and consistency regularizers (regression, the paper's); README: TGDP that transfers")
-    width: int = Field(64, gt=0, description="channels of the classifiers and the guidance network (multiple of 8)")
-    depth: int = Field(3, gt=0)
-    classifier_steps: int = Field(1500, gt=0)
-    classifier_batch_size: int = Field(256, gt=0)
-    classifier_lr: float = Field(1e-3, gt=0)
-    classifier_val_every: int = Field(100, gt=0, description="steps between held-out log-losses of the classifiers")
-    classifier_patience: int = Field(5, ge=0, description="held-out log-losses without improvement before a "
-                                     "classifier stops; 0 disables early stopping")
-    refine_steps: int = Field(0, ge=0, description="time_classifier: steps of BCE + η₂ · consistency after the fit")
-    fade: bool = Field(True, description="no guidance below the t where held-out c' separates the domains "
+    width: int = Field(_TGDP["width"], gt=0, description="channels of the classifiers and the guidance network "
+                       "(multiple of 8)")
+    depth: int = Field(_TGDP["depth"], gt=0)
+    classifier_steps: int = Field(_DOMAIN["steps"], gt=0, description="at most, for c and c' each")
+    classifier_batch_size: int = Field(_DOMAIN["batch_size"], gt=0)
+    classifier_lr: float = Field(_DOMAIN["lr"], gt=0)
+    classifier_val_every: int = Field(_DOMAIN["val_every"], gt=0, description="steps between held-out log-losses "
+                                      "of the classifiers")
+    classifier_patience: int = Field(_DOMAIN["patience"], ge=0, description="held-out log-losses without "
+                                     "improvement before a classifier stops; 0 disables early stopping")
+    refine_steps: int = Field(_TGDP["refine_steps"], ge=0, description="time_classifier: steps of BCE + η₂ · "
+                              "consistency after the fit")
+    fade: bool = Field(_TGDP["fade"], description="no guidance below the t where held-out c' separates the domains "
                        "(AUROC ≥ near_perfect_auroc)")
-    near_perfect_auroc: float = Field(0.99, gt=0.5, le=1)
-    guidance_steps: int = Field(1500, gt=0)
-    guidance_batch_size: int = Field(128, gt=0)
-    guidance_lr: float = Field(1e-3, gt=0)
-    eta_cycle: float = Field(1.0, ge=0, description="η₁, weight of the cycle regularizer; 0 switches it off")
-    eta_consistency: float = Field(1.0, ge=0, description="η₂, weight of the consistency regularizer; 0 switches it off")
-    ratio_normalization: Literal["clip", "self_normalize"] = "clip"
-    r_min: float = Field(1e-3, gt=0)
-    r_max: float = Field(1e3, gt=0)
-    val_every: int = Field(100, gt=0)
-    patience: int = Field(5, ge=0, description="validations without improvement of the held-out consistency loss")
+    near_perfect_auroc: float = Field(_TGDP["near_perfect_auroc"], gt=0.5, le=1)
+    guidance_steps: int = Field(_GUIDANCE["steps"], gt=0, description="regression: at most, for h_ψ")
+    guidance_batch_size: int = Field(_GUIDANCE["batch_size"], gt=0)
+    guidance_lr: float = Field(_GUIDANCE["lr"], gt=0)
+    eta_cycle: float = Field(_GUIDANCE["eta_cycle"], ge=0, description="η₁, weight of the cycle regularizer; 0 "
+                             "switches it off")
+    eta_consistency: float = Field(_GUIDANCE["eta_consistency"], ge=0, description="η₂, weight of the consistency "
+                                   "regularizer; 0 switches it off")
+    ratio_normalization: Literal["clip", "self_normalize"] = _TGDP["ratio_normalization"]
+    r_min: float = Field(_GUIDANCE["r_min"], gt=0)
+    r_max: float = Field(_GUIDANCE["r_max"], gt=0)
+    val_every: int = Field(_GUIDANCE["val_every"], gt=0)
+    patience: int = Field(_GUIDANCE["patience"], ge=0, description="validations without improvement of the "
+                          "held-out consistency loss")
     transfer_scale: float = Field(1.0, description="w in ε_θ − w f(t) σ_t ∇ log h (1 in theory); applied at "
                                   "sampling, so changing it trains nothing")
 
@@ -251,9 +242,12 @@ class TransferConfig(_Strict):
     """The `transfer` stage: which methods to run and their settings."""
 
     methods: list[Literal[TRANSFER_METHODS]] = ["tgdp", "finetune", "target_only"]
-    finetune: FinetuneConfig = FinetuneConfig()
-    target_only: TrainingConfig = TrainingConfig(steps=3000, warmup_steps=200, val_every=250, checkpoint_every=500,
-                                                 early_stopping_patience=6)
+    finetune: TrainConfig = Field(TrainConfig(steps=2000, lr=5e-5, warmup_steps=50, ema_decay=0.995, val_every=100,
+                                              checkpoint_every=100, early_stopping_patience=5),
+                                  description="finetune and finetune_partial: from the source EMA weights at a low "
+                                  "learning rate, early stopped on the target val loss; a short run needs a fast EMA")
+    target_only: TrainConfig = TrainConfig(steps=3000, warmup_steps=200, val_every=250, checkpoint_every=500,
+                                           early_stopping_patience=6)
     domain_guidance_scale: float = Field(1.5, description="w in ε_src + w (ε_ft − ε_src)")
     tgdp: TGDPConfig = TGDPConfig()
     max_val_windows: int = Field(4000, gt=0, description="target val windows for early stopping: a seeded random "
@@ -267,10 +261,8 @@ class EvaluationConfig(_Strict):
     sampler: Literal["dpmpp_sde", "dpmpp", "ddim", "ddpm"] = "dpmpp_sde"
     sampling_steps: int = Field(25, gt=0)
     seeds: list[int] = Field([0, 1, 2], min_length=1, description="downstream classifier seeds per arm")
-    classifier_epochs: int = Field(15, gt=0)
-    classifier_steps_per_epoch: int = Field(100, gt=0)
-    classifier_batch_size: int = Field(128, gt=0)
-    classifier_patience: int = Field(4, ge=1, description="epochs without a better validation macro-F1")
+    classifier_training: ClassifierTraining = Field(ClassifierTraining(), description="the downstream classifier's "
+                                                    "training (models.classifier.ClassifierTraining); seeds above")
     max_val_windows: int = Field(4000, gt=0, description="target val windows for the classifiers' early stopping: a "
                                  "seeded random subset when there are more (as transfer.max_val_windows)")
     classifier: str = Field("ecg-tgdp", description="downstream classifier of the utility arms: 'ecg-tgdp' (the "
@@ -302,6 +294,18 @@ class Config(_Strict):
 
     def cohorts(self) -> dict[str, CohortConfig]:
         return {"source": self.source, "target": self.target}
+
+    @model_validator(mode="after")
+    def _one_seed(self) -> Config:
+        """The run's `seed` seeds every stage: a seed inside a library section would be silently replaced."""
+        sections = {"source_model.training": self.source_model.training, "transfer.finetune": self.transfer.finetune,
+                    "transfer.target_only": self.transfer.target_only,
+                    "evaluation.classifier_training": self.evaluation.classifier_training}
+        seeded = [name for name, section in sections.items() if section.seed != 0]
+        if seeded:
+            raise ValueError(f"{', '.join(f'{name}.seed' for name in seeded)}: set the run's top-level `seed` "
+                             "instead (it seeds every stage; evaluation.seeds seeds the classifiers)")
+        return self
 
     def section_hash(self, *keys: str) -> str:
         """Stable hash of some top-level config entries, for stage caching."""
@@ -361,7 +365,7 @@ def _describe(error: ValidationError) -> str:
     problems = []
     for item in error.errors():
         key = ".".join(str(part) for part in item["loc"])
-        if item["type"] == "extra_forbidden":
+        if item["type"] in ("extra_forbidden", "unexpected_keyword_argument"):
             problems.append(f"unknown key {key!r}")
         elif item["type"] == "missing":
             problems.append(f"missing key {key!r}")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -11,8 +11,9 @@ import torch
 from data.export import export_windows, write_synthetic_cohort
 from data.store import read_cohort
 from models.generate import DiffusionModel, labels_for_mix, save_model_file
+from models.model_card import ModelCard
 from models.schedule import NoiseSchedule
-from models.training import TrainConfig, train_diffusion
+from models.training import train_diffusion
 from models.unet import UNet1D, UNetConfig
 from pipeline.config import Config, ConfigError
 from pipeline.rundir import RunDir, fingerprint_files
@@ -49,30 +50,37 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
                          pretrained=str(config.source_model.pretrained))
         return checkpoint
     settings = config.source_model
-    unet = UNetConfig(leads=len(cohort.info["leads"]), num_classes=len(cohort.classes),
-                      **settings.model.model_dump(exclude={"schedule", "num_steps"}))
-    extra = {
-        "unet": {**asdict(unet), "channel_mults": list(unet.channel_mults)},
-        "schedule": {"kind": settings.model.schedule, "num_steps": settings.model.num_steps},
-        **{key: cohort.info.get(key) for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s",
-                                                 "amplitude_normalization", "normalization")},
-        "trained_on": cohort.info["database"],
-    }
+    anchor_s = cohort.info.get("anchor_s")
+    anchor = anchor_s / cohort.info["window_s"] if settings.model.anchor_channel and anchor_s is not None else None
+    unet = UNetConfig(leads=len(cohort.info["leads"]), num_classes=len(cohort.classes), anchor=anchor,
+                      **settings.model.model_dump(exclude={"schedule", "num_steps", "anchor_channel"}))
+    schedule = NoiseSchedule.from_name(settings.model.schedule, settings.model.num_steps)
+    card = card_for_cohort(cohort.info, unet, schedule)
     train, val = cohort.split("train"), cohort.split("val")
     tensors = {
         name: (torch.from_numpy(cohort.normalized(part.windows)), torch.tensor(part.meta["label_index"].to_numpy()))
         for name, part in (("train", train), ("val", val))
     }
     result = train_diffusion(
-        UNet1D(unet), NoiseSchedule.from_name(settings.model.schedule, settings.model.num_steps),
-        *tensors["train"], TrainConfig(**settings.training.model_dump(), seed=config.seed), out_dir,
-        val_x=tensors["val"][0], val_y=tensors["val"][1], device=resolve_device(config.device), extra=extra,
+        UNet1D(unet), schedule, *tensors["train"], replace(settings.training, seed=config.seed),
+        out_dir, val_x=tensors["val"][0], val_y=tensors["val"][1], device=resolve_device(config.device),
+        card=card.to_dict(),
     )
     save_model_file(out_dir, checkpoint)
     print(f"train-source: {result.steps_done} steps, best validation loss {result.best_val_loss}, → {checkpoint}")
     run.record_stage("train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
                      steps=result.steps_done, best_val_loss=result.best_val_loss, stopped_early=result.stopped_early)
     return checkpoint
+
+
+def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule) -> ModelCard:
+    """The model card of a source model trained on the cohort `info` (its cohort.json) describes."""
+    return ModelCard(
+        classes=info["classes"], leads=info["leads"], fs_hz=info["fs_hz"], window_s=info["window_s"],
+        anchor_s=info.get("anchor_s"), normalization=info["normalization"],
+        unet={**asdict(unet), "channel_mults": list(unet.channel_mults)}, schedule=schedule.card(),
+        amplitude_normalization=info.get("amplitude_normalization", "none"), trained_on=info["database"],
+    )
 
 
 def fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
@@ -86,18 +94,18 @@ def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:
     from pipeline.shipped import pretrained_path
 
     path = pretrained_path(path)
-    extra = DiffusionModel.load(path).extra
+    card = DiffusionModel.load(path).card
     for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s", "amplitude_normalization"):
-        if extra.get(key) != cohort_info.get(key):
-            raise ConfigError(f"source_model.pretrained: {path} has {key}={extra.get(key)!r}, the source cohort "
-                              f"{cohort_info.get(key)!r}")
+        have, want = getattr(card, key), cohort_info.get(key, "none" if key == "amplitude_normalization" else None)
+        if (list(have) if isinstance(have, tuple) else have) != want:
+            raise ConfigError(f"source_model.pretrained: {path} has {key}={have!r}, the source cohort {want!r}")
     shutil.copyfile(path, checkpoint)
     print(f"train-source: using the pretrained model {path}")
 
 
 def sample_command(
-    checkpoint: Path, n: int, out: Path, *, class_mix: dict[str, float] | None, method: str, steps: int, seed: int,
-    fmt: str, guidance_scale: float, device: str, batch_size: int, transfer_scale: float | None = None,
+    checkpoint: Path, n: int, out: Path, *, class_mix: dict[str, float] | None, sampler: str, steps: int, seed: int,
+    fmt: str, cfg_scale: float, device: str, batch_size: int, transfer_scale: float | None = None,
 ) -> None:
     """`ecg-tgdp sample`: n labeled windows in mV from a checkpoint, written as a cohort or exported."""
     model = DiffusionModel.load(checkpoint, resolve_device(device))
@@ -107,18 +115,18 @@ def sample_command(
     except ValueError as error:
         raise ConfigError(f"--class-mix: {error}") from None
     started = time.time()
-    windows = model.sample_mv(labels, method=method, steps=steps, seed=seed, batch_size=batch_size,
-                              guidance_scale=guidance_scale, transfer_scale=transfer_scale, progress=True)
+    windows = model.sample_mv(labels, sampler=sampler, steps=steps, seed=seed, batch_size=batch_size,
+                              cfg_scale=cfg_scale, transfer_scale=transfer_scale, progress=True)
     seconds = time.time() - started
-    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "leads", "normalization")}
-    description["sampler"] = {"method": method, "steps": steps, "seed": seed, "guidance_scale": guidance_scale,
+    description = model.card.window_description()
+    description["sampler"] = {"sampler": sampler, "steps": steps, "seed": seed, "cfg_scale": cfg_scale,
                               "transfer_method": model.method, "transfer_scale": transfer_scale,
                               "checkpoint": str(checkpoint), "seconds": round(seconds, 2)}
     if fmt == "store":
         write_synthetic_cohort(out, windows, labels, classes=classes, description=description, method=model.method)
         where = out
     else:
-        where = export_windows(out, windows, [classes[i] for i in labels], fs_hz=model.extra["fs_hz"],
-                               leads=model.extra["leads"], fmt=fmt)
+        where = export_windows(out, windows, [classes[i] for i in labels], fs_hz=model.card.fs_hz,
+                               leads=list(model.card.leads), fmt=fmt)
     print(f"sample: {n} windows ({', '.join(f'{c} {(labels == i).sum()}' for i, c in enumerate(classes))}) "
           f"in {seconds:.1f} s → {where}")

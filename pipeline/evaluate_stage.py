@@ -26,7 +26,7 @@ from evaluation.privacy import memorization
 from evaluation.report import Section, write_report
 from evaluation.report_tables import plain_view, utility_view
 from evaluation.utility import build_arms, class_indices, run_utility
-from models.classifier import ClassifierInputs, ClassifierTraining
+from models.classifier import ClassifierInputs
 from pipeline.config import TRANSFER_METHODS, Config, ConfigError
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
@@ -85,8 +85,7 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
     train, val, test = (target.split(name) for name in ("train", "val", "test"))
     early_stopping = val.subsample(settings.max_val_windows, config.seed)
     device = resolve_device(config.device)
-    classifier = ClassifierTraining(epochs=settings.classifier_epochs, steps_per_epoch=settings.classifier_steps_per_epoch,
-                                    batch_size=settings.classifier_batch_size, patience=settings.classifier_patience)
+    classifier = settings.classifier_training
     geometry = WindowGeometry.of(target.info)
     prepare = PreparedInputs(geometry)  # the project classifier's inputs, shared by utility, encoder and rhythm
     try:

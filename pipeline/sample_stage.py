@@ -17,6 +17,7 @@ from models.generate import DiffusionModel
 from pipeline.config import Config, ConfigError
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
+from pipeline.transfer_stage import transfer_scale_of
 
 
 def sample_stage(config: Config, run: RunDir, force: bool = False) -> dict[str, Path]:
@@ -31,7 +32,7 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Pat
         raise ConfigError(f"{model_file}: no {method} model yet; run `ecg-tgdp transfer` first")
     out = run.path / "samples" / method
     settings = config.evaluation
-    transfer_scale = _transfer_scale(config, method)
+    transfer_scale = transfer_scale_of(config, method)
     key = json.dumps({"seed": config.seed, "transfer_scale": transfer_scale, **settings.sampling()}, sort_keys=True)
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files([model_file])
     stage = f"sample.{method}"
@@ -40,25 +41,19 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Pat
         return out
     model = DiffusionModel.load(model_file, resolve_device(config.device))
     labels = np.repeat(np.arange(len(model.classes)), settings.samples_per_class)
-    windows = model.sample_mv(labels, method=settings.sampler, steps=settings.sampling_steps, seed=config.seed,
+    windows = model.sample_mv(labels, sampler=settings.sampler, steps=settings.sampling_steps, seed=config.seed,
                               transfer_scale=transfer_scale, progress=True)
-    description = {key: model.extra.get(key) for key in ("fs_hz", "window_s", "anchor_s", "normalization")}
-    description["leads"] = _target_leads(run, model.extra["leads"])
+    description = model.card.window_description()
+    description["leads"] = _target_leads(run, list(model.card.leads))
     description["sampler"] = {"method": settings.sampler, "steps": settings.sampling_steps, "seed": config.seed,
                               "transfer_method": method, "transfer_scale": transfer_scale,
-                              "model_leads": model.extra["leads"],
+                              "model_leads": list(model.card.leads),
                               "seconds": round(time.time() - started, 2)}
     write_synthetic_cohort(out, windows, labels, classes=model.classes, description=description,
                            method=method)
     run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[out / "cohort.json"])
     print(f"sample {method}: {len(labels)} windows in {time.time() - started:.0f} s → {out}")
     return out
-
-
-def _transfer_scale(config: Config, method: str) -> float | None:
-    """The guidance weight w a method is sampled with (TGDP, domain guidance); None for the others."""
-    return {"tgdp": config.transfer.tgdp.transfer_scale,
-            "domain_guidance": config.transfer.domain_guidance_scale}.get(method)
 
 
 def _target_leads(run: RunDir, model_leads: list[str]) -> list[str]:

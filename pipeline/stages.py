@@ -35,25 +35,11 @@ def simulate_stage(config: Config, run: RunDir, force: bool = False) -> None:
         if not force and run.is_current(stage, fingerprint, [folder / "RECORDS"]):
             print(f"simulate {name}: up to date ({folder})")
             continue
-        spec = _simulation_spec(cohort)
+        spec = cohort.simulation.spec()
         run.begin_stage(stage)
         records = simulate.simulate_database(folder, spec, seed=config.seed * 1000 + index)
         run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[folder / "RECORDS"], records=len(records))
         print(f"simulate {name}: {len(records)} records at {spec.fs_hz:g} Hz → {folder}")
-
-
-def _simulation_spec(cohort: CohortConfig) -> simulate.SimulationSpec:
-    sim = cohort.simulation
-    return simulate.SimulationSpec(
-        n_patients=sim.n_patients,
-        duration_s=sim.duration_s,
-        fs_hz=sim.fs_hz,
-        lead_names=tuple(sim.lead_names),
-        ectopic_rates=tuple(sim.ectopic_rates.items()),
-        heart_rate_bpm=sim.heart_rate_bpm,
-        shift=simulate.CohortShift(**sim.shift.model_dump()),
-        record_prefix=sim.record_prefix,
-    )
 
 
 def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:

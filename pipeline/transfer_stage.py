@@ -1,6 +1,7 @@
 """The `transfer` stage: adapt the source model to the target cohort with TGDP or a baseline."""
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import time
@@ -15,12 +16,12 @@ from data.store import read_cohort
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.density_ratio import DomainTraining
 from models.generate import save_model_file
-from models.schedule import NoiseSchedule
+from models.model_card import ModelCard
 from models.tgdp import GuidanceTraining
 from models.tgdp_transfer import TGDPSettings, fit_tgdp
-from models.training import TrainConfig, train_diffusion
+from models.training import train_diffusion
 from models.transfer import PARTIAL_FINETUNE_MODULES, freeze_except, trainable_copy
-from models.unet import UNet1D, UNetConfig
+from models.unet import UNet1D
 from pipeline.config import Config, ConfigError
 from pipeline.diffusion_stages import fingerprint_changed, resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
@@ -39,10 +40,10 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     target_dir = run.path / "cohorts" / "target"
     out_dir = run.path / "models" / method
     model_file = out_dir / "model.pt"
-    fingerprint = config.section_hash("seed", "device", "transfer", "windows") + fingerprint_files(
-        [source_file, target_dir / "cohort.json"])
+    fingerprint = method_fingerprint(config, run, method)
     stage = f"transfer.{method}"
     if not force and run.is_current(stage, fingerprint, [model_file]):
+        _refresh_transfer_scale(model_file, transfer_scale_of(config, method))
         print(f"transfer {method}: up to date ({model_file})")
         return model_file
     if force or fingerprint_changed(out_dir, fingerprint):
@@ -51,25 +52,59 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     (out_dir / "fingerprint.txt").write_text(fingerprint)
     source = load_checkpoint(source_file)
     target = read_cohort(target_dir)
-    data = _target_tensors(target, config.transfer.max_val_windows, config.seed)
     device = resolve_device(config.device)
-    extra = {**source["extra"], "method": method, "target": target.info["database"]}
+    card = ModelCard.from_dict(source["card"], str(source_file)).updated(
+        method=method, target=target.info["database"], transfer_scale=transfer_scale_of(config, method))
     if method == "source_only":
-        save_checkpoint(model_file, {**source, "extra": extra})
+        save_checkpoint(model_file, {"ema": source["ema"], "card": card.to_dict()})
     elif method in ("finetune", "finetune_partial", "target_only"):
-        _train_on_target(config, method, source, data, out_dir, device, extra)
-        save_model_file(out_dir, model_file, method=method)
+        data = _target_tensors(target, config.transfer.max_val_windows, config.seed)
+        _train_on_target(config, method, source, card, data, out_dir, device)
+        save_model_file(out_dir, model_file)
     elif method == "domain_guidance":
         finetuned = load_checkpoint(_transfer(config, run, "finetune", force=False))
-        save_checkpoint(model_file, {"ema": finetuned["ema"], "reference_ema": source["ema"],
-                                     "extra": {**extra, "transfer_scale": config.transfer.domain_guidance_scale}})
+        save_checkpoint(model_file, {"ema": finetuned["ema"], "reference_ema": source["ema"], "card": card.to_dict()})
     else:
+        data = _target_tensors(target, config.transfer.max_val_windows, config.seed)
         source_cohort = read_cohort(run.path / "cohorts" / "source")
         source_val = source_cohort.split("val").subsample(config.transfer.max_val_windows, config.seed)
-        _fit_tgdp(config, source, source_cohort.split("train"), source_val, data, model_file, device, extra)
+        _fit_tgdp(config, source, card, source_cohort.split("train"), source_val, data, model_file, device)
     run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[model_file])
     print(f"transfer {method}: → {model_file} ({time.time() - started:.0f} s)")
     return model_file
+
+
+def method_fingerprint(config: Config, run: RunDir, method: str) -> str:
+    """The cache key of one method: exactly the settings and inputs it uses (STYLE 14). The guidance weight w is
+    applied at sampling, so it is in no method's key; domain guidance is keyed by the fine-tuned model it reuses."""
+    if method == "domain_guidance":
+        return method_fingerprint(config, run, "finetune")
+    transfer = config.transfer.model_dump(mode="json")
+    settings = {"source_only": {}, "finetune": transfer["finetune"], "finetune_partial": transfer["finetune"],
+                "target_only": transfer["target_only"],
+                "tgdp": {k: v for k, v in transfer["tgdp"].items() if k != "transfer_scale"}}[method]
+    uses_data = method != "source_only"
+    key = {"method": method, "settings": settings, "device": config.device,
+           **({"seed": config.seed, "max_val_windows": config.transfer.max_val_windows} if uses_data else {})}
+    inputs = [run.path / "models" / "source" / "model.pt"]
+    inputs += [run.path / "cohorts" / "target" / "cohort.json"] if uses_data else []
+    inputs += [run.path / "cohorts" / "source" / "cohort.json"] if method == "tgdp" else []
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    return digest + fingerprint_files(inputs)
+
+
+def transfer_scale_of(config: Config, method: str) -> float | None:
+    """The guidance weight w a method samples with (TGDP, domain guidance); None for the others."""
+    return {"tgdp": config.transfer.tgdp.transfer_scale,
+            "domain_guidance": config.transfer.domain_guidance_scale}.get(method)
+
+
+def _refresh_transfer_scale(model_file: Path, transfer_scale: float | None) -> None:
+    """Keep the model card's w equal to the config's when only w changed (nothing to retrain)."""
+    payload = load_checkpoint(model_file)
+    if payload["card"].get("transfer_scale") != transfer_scale:
+        payload["card"]["transfer_scale"] = transfer_scale
+        save_checkpoint(model_file, payload)
 
 
 def _target_tensors(target, max_val_windows: int, seed: int) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -86,39 +121,33 @@ def _target_tensors(target, max_val_windows: int, seed: int) -> dict[str, tuple[
     return tensors
 
 
-def _train_on_target(config: Config, method: str, source: dict, data: dict, out_dir: Path, device, extra: dict) -> None:
+def _train_on_target(config: Config, method: str, source: dict, card: ModelCard, data: dict, out_dir: Path,
+                     device) -> None:
     """target_only: the source architecture from scratch; finetune(_partial): from the source EMA weights."""
     if method == "target_only":
-        net = UNet1D(UNetConfig(**source["extra"]["unet"]))
-        settings = TrainConfig(**config.transfer.target_only.model_dump(), seed=config.seed)
+        net = UNet1D(card.unet_config())
+        settings = replace(config.transfer.target_only, seed=config.seed)
     else:
-        net = trainable_copy(source["ema"]["weights"], source["extra"]["unet"])
+        net = trainable_copy(source["ema"]["weights"], card.unet)
         if method == "finetune_partial":
             freeze_except(net, PARTIAL_FINETUNE_MODULES)
-        tune = config.transfer.finetune
-        settings = TrainConfig(
-            steps=tune.steps, batch_size=tune.batch_size, lr=tune.lr, warmup_steps=tune.warmup_steps,
-            val_every=tune.val_every, log_every=min(50, tune.val_every), checkpoint_every=tune.val_every,
-            early_stopping_patience=tune.early_stopping_patience, ema_decay=tune.ema_decay, class_balanced=True,
-            seed=config.seed,
-        )
-    train_diffusion(net, _schedule(source), *data["train"], settings, out_dir, val_x=data["val"][0],
-                    val_y=data["val"][1], device=device, extra=extra)
+        settings = replace(config.transfer.finetune, seed=config.seed)
+    train_diffusion(net, card.noise_schedule(), *data["train"], settings, out_dir, val_x=data["val"][0],
+                    val_y=data["val"][1], device=device, card=card.to_dict())
 
 
-def _fit_tgdp(config: Config, source: dict, source_train, source_val, data: dict, model_file: Path, device,
-              extra: dict) -> None:
+def _fit_tgdp(config: Config, source: dict, card: ModelCard, source_train, source_val, data: dict, model_file: Path,
+              device) -> None:
     """TGDP on the source train split vs the target train split; held-out source and target val windows for early
     stopping, calibration and the ratio diagnostics."""
-    settings = config.transfer.tgdp
     source_pool, source_held_out = (
         (torch.from_numpy(part.normalized()), torch.tensor(part.meta["label_index"].to_numpy()))
         for part in (source_train, source_val))
-    frozen = trainable_copy(source["ema"]["weights"], source["extra"]["unet"]).to(device).eval().requires_grad_(False)
+    frozen = trainable_copy(source["ema"]["weights"], card.unet).to(device).eval().requires_grad_(False)
     fit = fit_tgdp(
-        frozen, _schedule(source), source_pool, data["train"], _tgdp_settings(config),
+        frozen, card.noise_schedule(), source_pool, data["train"], _tgdp_settings(config),
         source_val=source_held_out if len(source_val.meta) else None, target_val=data["val"],
-        num_classes=len(source["extra"]["classes"]), device=device,
+        num_classes=len(card.classes), device=device,
     )
     pd.DataFrame(fit.log).to_csv(model_file.parent / "log.csv", index=False)
     write_json(model_file.parent / "diagnostics.json", fit.diagnostics)
@@ -126,7 +155,7 @@ def _fit_tgdp(config: Config, source: dict, source_train, source_val, data: dict
         "ema": source["ema"],
         "guidance": {"estimator": fit.estimator, "config": asdict(fit.network.config),
                      "weights": fit.network.state_dict(), "t_min": fit.t_min, "fade_steps": fit.fade_steps},
-        "extra": {**extra, "transfer_scale": settings.transfer_scale, "ratio_diagnostics": _plain(fit.diagnostics)},
+        "card": card.to_dict(), "ratio_diagnostics": _plain(fit.diagnostics),
     })
     print(f"transfer tgdp: {ratio_summary_line(fit.diagnostics)}")
     warning = separability_warning(fit.diagnostics)
@@ -170,6 +199,3 @@ def _tgdp_settings(config: Config) -> TGDPSettings:
                         guidance=guidance, ratio_normalization=t.ratio_normalization, fade=t.fade,
                         near_perfect_auroc=t.near_perfect_auroc)
 
-
-def _schedule(source: dict) -> NoiseSchedule:
-    return NoiseSchedule.from_name(source["extra"]["schedule"]["kind"], source["extra"]["schedule"]["num_steps"])

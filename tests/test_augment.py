@@ -17,6 +17,8 @@ from data.balance import top_up_counts
 from data.store import read_cohort
 from models.checkpoint import save_checkpoint
 from models.generate import DiffusionModel
+from models.model_card import ModelCard
+from models.schedule import NoiseSchedule
 from models.unet import UNet1D, UNetConfig
 from pipeline.cli import main
 
@@ -34,11 +36,12 @@ def source_model(tmp_path_factory):
     """An untrained tiny N/S/V source checkpoint at 128 Hz: augment only needs its contract, not its quality."""
     torch.manual_seed(0)
     config = UNetConfig(leads=1, num_classes=3, base_channels=8, channel_mults=(1, 2), res_blocks=1)
-    extra = {"unet": {**asdict(config), "channel_mults": list(config.channel_mults)},
-             "schedule": {"kind": "cosine", "num_steps": 50}, "classes": ["N", "S", "V"], "leads": ["MLII"],
-             "fs_hz": FS_HZ, "window_s": 1.0, "normalization": {"mean": [0.0], "std": [0.3], "fit_on": "test"}}
+    card = ModelCard(classes=["N", "S", "V"], leads=["MLII"], fs_hz=FS_HZ, window_s=1.0, anchor_s=0.5,
+                     normalization={"mean": [0.0], "std": [0.3], "fit_on": "test"},
+                     unet={**asdict(config), "channel_mults": list(config.channel_mults)},
+                     schedule=NoiseSchedule.cosine(50).card())
     path = tmp_path_factory.mktemp("source") / "model.pt"
-    save_checkpoint(path, {"ema": {"weights": UNet1D(config).state_dict()}, "extra": extra, "step": 0})
+    save_checkpoint(path, {"ema": {"weights": UNet1D(config).state_dict()}, "card": card.to_dict(), "step": 0})
     return path
 
 

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, default_data_root, dump_config, load_config
+from pipeline.config import ConfigError, EvaluationConfig, config_from_dict, default_data_root, dump_config, load_config
 from pipeline.shipped import recipe_names, recipe_path
 from tests.conftest import REPO
 
@@ -78,3 +78,36 @@ def test_config_sampler_names_are_the_samplers_models_provide():
     from pipeline.config import EvaluationConfig
 
     assert set(get_args(EvaluationConfig.model_fields["sampler"].annotation)) == set(SAMPLERS)
+
+
+def test_config_sections_are_the_library_settings_and_share_their_defaults():
+    """One source of truth per setting (STYLE 13): sections that are library dataclasses take their defaults from
+    them; the flat views (U-Net shape, TGDP, simulation) read theirs from the library."""
+    from dataclasses import fields
+
+    from data.simulation_spec import SimulationSpec
+    from models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TrainConfig, UNetConfig
+    from pipeline.config import DiffusionModelConfig, SimulationConfig, SourceModelConfig, TGDPConfig
+
+    assert SourceModelConfig().training == TrainConfig()
+    assert EvaluationConfig().classifier_training == ClassifierTraining()
+    unet = {spec.name: spec.default for spec in fields(UNetConfig)}
+    for name, value in DiffusionModelConfig().model_dump().items():
+        if name in unet:
+            assert value == (list(unet[name]) if isinstance(unet[name], tuple) else unet[name]), name
+    tgdp = TGDPConfig()
+    assert (tgdp.classifier_steps, tgdp.classifier_patience) == (DomainTraining.steps, DomainTraining.patience)
+    assert (tgdp.guidance_steps, tgdp.patience, tgdp.eta_cycle) == (
+        GuidanceTraining.steps, GuidanceTraining.patience, GuidanceTraining.eta_cycle)
+    sim = SimulationConfig(n_patients=2, duration_s=10, fs_hz=100)
+    assert sim.spec() == SimulationSpec(n_patients=2, duration_s=10, fs_hz=100)
+
+
+def test_a_library_section_rejects_unknown_keys_and_a_seed_of_its_own():
+    raw = {"name": "x", "source": {"format": "wfdb", "database": "a"}, "target": {"format": "wfdb", "database": "b"}}
+    with pytest.raises(ConfigError, match="unknown key 'source_model.training.stepz'"):
+        config_from_dict({**raw, "source_model": {"training": {"stepz": 3}}}, [], "test.toml")
+    with pytest.raises(ConfigError, match="source_model.training.seed: set the run's top-level `seed`"):
+        config_from_dict({**raw, "source_model": {"training": {"seed": 3}}}, [], "test.toml")
+    with pytest.raises(ConfigError, match="steps, batch_size"):
+        config_from_dict({**raw, "transfer": {"finetune": {"steps": 0}}}, [], "test.toml")

@@ -36,7 +36,7 @@ def _exact_share(mixture: gmm.GaussianMixture) -> float:
 
 
 def _sampled_share(denoiser, schedule: NoiseSchedule, method: str, steps: int) -> float:
-    x = sample(denoiser, schedule, (N, 1, 2), torch.zeros(N, dtype=torch.long), method=method, steps=steps,
+    x = sample(denoiser, schedule, (N, 1, 2), torch.zeros(N, dtype=torch.long), sampler=method, steps=steps,
                generator=torch.Generator().manual_seed(1))
     return gmm.target_mode_share(x, SOURCE, TARGET)
 

@@ -50,9 +50,9 @@ TINY = [
     "evaluation.samples_per_class=12",
     "evaluation.sampling_steps=4",
     "evaluation.seeds=[0, 1]",
-    "evaluation.classifier_epochs=2",
-    "evaluation.classifier_steps_per_epoch=3",
-    "evaluation.classifier_batch_size=16",
+    "evaluation.classifier_training.epochs=2",
+    "evaluation.classifier_training.steps_per_epoch=3",
+    "evaluation.classifier_training.batch_size=16",
     "evaluation.bootstrap=10",
     "evaluation.max_val_windows=50",
 ]
@@ -173,9 +173,9 @@ def test_tgdp_logs_its_classifier_and_stores_guidance_with_ratio_diagnostics(tin
     log = pd.read_csv(run_dir / "models/tgdp/log.csv")
     assert {"phase", "step", "train_loss", "val_log_loss"} <= set(log.columns) and set(log["phase"]) == {"time_classifier"}
     payload = torch.load(run_dir / "models/tgdp/model.pt", weights_only=True)
-    assert payload["extra"]["method"] == "tgdp" and payload["guidance"]["estimator"] == "time_classifier"
+    assert payload["card"]["method"] == "tgdp" and payload["guidance"]["estimator"] == "time_classifier"
     diagnostics = json.loads((run_dir / "models/tgdp/diagnostics.json").read_text())
-    assert diagnostics == payload["extra"]["ratio_diagnostics"]
+    assert diagnostics == payload["ratio_diagnostics"]
     assert 0.0 <= diagnostics["clip_share"] <= 1.0 and 0 < diagnostics["ess"] <= diagnostics["n_source_weights"]
     assert {"log_loss", "auroc", "ece"} <= set(diagnostics["clean"]) and diagnostics["bands"]
     assert payload["guidance"]["t_min"] == diagnostics["t_min"] >= 0

@@ -22,8 +22,9 @@ def test_recipe_names_the_shipped_model_and_it_is_found_by_name():
 
 def test_pretrained_model_samples_beat_windows_of_every_class():
     model = DiffusionModel.load(PRETRAINED / "model.pt")
-    assert model.classes == ["N", "S", "V"] and model.extra["leads"] == ["MLII"] and model.extra["fs_hz"] == 128.0
-    assert model.extra["window_s"] == 4.0 and model.extra["anchor_s"] == 2.0
+    card = model.card
+    assert model.classes == ["N", "S", "V"] and card.leads == ("MLII",) and card.fs_hz == 128.0
+    assert card.window_s == 4.0 and card.anchor_s == 2.0 and card.unet["anchor"] == 0.5
     labels = np.repeat([0, 1, 2], 8)
     windows = model.to_mv(generate(model.denoiser(), model.schedule, labels, (1, 512), steps=25, seed=0))
     assert windows.shape == (24, 1, 512) and np.isfinite(windows).all()
@@ -34,7 +35,7 @@ def test_pretrained_model_samples_beat_windows_of_every_class():
     assert np.median([len(p) for p in peaks]) >= 4  # 4 s of rhythm: the anchor beat and its neighbours
 
 
-@pytest.mark.parametrize("missing", ["ema", "extra"])
+@pytest.mark.parametrize("missing", ["ema", "card"])
 def test_a_file_without_weights_or_description_is_refused(tmp_path, missing):
     import torch
 

@@ -106,7 +106,7 @@ def test_samplers_start_where_the_log_snr_reaches_the_floor():
 def test_a_small_denoiser_error_stays_small(method):
     """ε off by 0.01 everywhere (a learned network is off by more at high noise) keeps samples near the data;
     started at t = T−1 it would shift x̂_0 by 0.01 σ/α ≈ 200 on the first step."""
-    x = sample(lambda x, t, y: exact_eps(x, t, y) + 0.01, SCHEDULE, SHAPE, LABELS, method=method, steps=50,
+    x = sample(lambda x, t, y: exact_eps(x, t, y) + 0.01, SCHEDULE, SHAPE, LABELS, sampler=method, steps=50,
                generator=_seed())
     for label in (0, 1):
         values = x[LABELS == label]
@@ -117,7 +117,7 @@ def test_a_small_denoiser_error_stays_small(method):
 @pytest.mark.parametrize("method", ["ddpm", "ddim", "dpmpp", "dpmpp_sde"])
 def test_same_seed_same_samples(method):
     eta = 1.0 if method == "ddim" else 0.0  # exercise the noise path of DDIM too
-    draw = lambda seed: sample(exact_eps, SCHEDULE, (6, 1, 8), LABELS[:6], method=method, steps=10, eta=eta,
+    draw = lambda seed: sample(exact_eps, SCHEDULE, (6, 1, 8), LABELS[:6], sampler=method, steps=10, eta=eta,
                                generator=_seed(seed), device="cpu")
     assert torch.equal(draw(3), draw(3))
     assert not torch.equal(draw(3), draw(4))
@@ -140,9 +140,9 @@ def test_classifier_free_guidance_scales():
 
 def test_bad_arguments_raise_naming_the_value():
     with pytest.raises(ValueError, match="unknown sampler 'euler'"):
-        sample(exact_eps, SCHEDULE, (2, 1, 4), LABELS[:2], method="euler", generator=_seed())
-    with pytest.raises(ValueError, match="eta=0.5 applies only to method 'ddim'"):
-        sample(exact_eps, SCHEDULE, (2, 1, 4), LABELS[:2], method="dpmpp", eta=0.5, generator=_seed())
+        sample(exact_eps, SCHEDULE, (2, 1, 4), LABELS[:2], sampler="euler", generator=_seed())
+    with pytest.raises(ValueError, match="eta=0.5 applies only to the sampler 'ddim'"):
+        sample(exact_eps, SCHEDULE, (2, 1, 4), LABELS[:2], sampler="dpmpp", eta=0.5, generator=_seed())
     with pytest.raises(ValueError, match="steps must be in"):
         timesteps(SCHEDULE, 1001)
     with pytest.raises(ValueError, match="spacing 'karras'"):
@@ -164,7 +164,7 @@ def test_denoiser_may_use_autograd_inside_a_sampler(method):
         grads.append(grad)
         return exact_eps(x, t, y) - 0.5 * SCHEDULE.sigma(t)[:, None, None] * grad
 
-    x = sample(guided_eps, SCHEDULE, (4, 1, 8), LABELS[:4], method=method, steps=8, generator=_seed(), progress=True)
+    x = sample(guided_eps, SCHEDULE, (4, 1, 8), LABELS[:4], sampler=method, steps=8, generator=_seed(), progress=True)
     assert torch.isfinite(x).all() and len(grads) == 8
     assert not x.requires_grad
 

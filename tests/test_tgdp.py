@@ -28,6 +28,7 @@ from models.unet import UNet1D, UNetConfig
 
 SCHEDULE = NoiseSchedule.cosine()
 SHIFT = 1.0  # target mean; the source is N(0, 1)
+NO_REGULARIZERS = {"eta_cycle": 0.0, "eta_consistency": 0.0}  # the plain regression of h_ψ on r
 
 
 @pytest.fixture(autouse=True)
@@ -148,7 +149,7 @@ def test_guidance_net_trained_on_exact_ratios_matches_the_conditional_expectatio
     x0 = torch.randn(20000, 1, generator=_seed(2))
     net = GuidanceNet(_mlp(True))
     result = train_guidance(net, _source_eps, SCHEDULE, x0, torch.zeros(20000, dtype=torch.long),
-                            torch.exp(_log_ratio(x0[:, 0])), GuidanceTraining(steps=800, batch_size=512, lr=3e-3))
+                            torch.exp(_log_ratio(x0[:, 0])), GuidanceTraining(steps=800, batch_size=512, lr=3e-3, **NO_REGULARIZERS))
     assert len(result.log) == 800
     x = torch.linspace(-1.28, 1.28, 41)[:, None]  # p_t = N(0, 1): its 10% and 90% quantiles
     for step in (0, 100, 300, 500, 700, 900):
@@ -196,8 +197,8 @@ def _regularized_run(settings: GuidanceTraining, with_target: bool) -> tuple[Gui
 
 def test_regularizers_switch_off_with_eta_zero():
     steps = {"steps": 20, "lr": 1e-2}
-    off, off_log = _regularized_run(GuidanceTraining(**steps), with_target=True)
-    bare, _ = _regularized_run(GuidanceTraining(**steps), with_target=False)
+    off, off_log = _regularized_run(GuidanceTraining(**steps, **NO_REGULARIZERS), with_target=True)
+    bare, _ = _regularized_run(GuidanceTraining(**steps, **NO_REGULARIZERS), with_target=False)
     assert all(row["cycle"] == 0.0 and row["consistency"] == 0.0 for row in off_log)
     assert off_log[0]["grad_share_guidance"] == 1.0  # the only term
     for a, b in zip(off.parameters(), bare.parameters()):  # target data given but unused: the very same run
@@ -209,7 +210,8 @@ def test_regularizers_switch_off_with_eta_zero():
     assert shares == pytest.approx([1 / 3.5, 0.5 / 3.5, 2 / 3.5])  # η are the terms' shares of the gradient
     assert any(not torch.equal(a, b) for a, b in zip(on.parameters(), off.parameters()))
 
-    _only_cycle, cycle_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5), with_target=True)
+    _only_cycle, cycle_log = _regularized_run(GuidanceTraining(**steps, eta_cycle=0.5, eta_consistency=0.0),
+                                             with_target=True)
     assert all(row["consistency"] == 0.0 and row["cycle"] > 0 for row in cycle_log)
 
 
@@ -246,7 +248,8 @@ def test_early_stopping_keeps_the_best_held_out_consistency():
     labels = torch.zeros(500, dtype=torch.long)
     net = GuidanceNet(_mlp(True))
     result = train_guidance(net, _source_eps, SCHEDULE, source_x, labels, torch.exp(_log_ratio(source_x[:, 0])),
-                            GuidanceTraining(steps=60, lr=1e-2, val_every=5, patience=1),
+                            GuidanceTraining(steps=60, batch_size=256, lr=1e-2, val_every=5, patience=1,
+                                             **NO_REGULARIZERS),
                             val_x=val_x, val_y=labels[:200])
     validated = [row for row in result.log if not math.isnan(row["val_consistency"])]
     assert [row["step"] for row in validated] == list(range(5, len(result.log) + 1, 5))
@@ -299,5 +302,5 @@ def test_conv_guidance_on_windows_end_to_end():
     assert all(math.isfinite(value) for row in result.log for key, value in row.items()
                if key != "val_consistency" and not key.startswith("grad_share"))  # measured at step 1 only
     windows = sample(guided_denoiser(unet, net, SCHEDULE, 1.0), SCHEDULE, (4, 2, 24), torch.tensor([0, 1, 2, 0]),
-                     method="dpmpp", steps=3, generator=_seed())
+                     sampler="dpmpp", steps=3, generator=_seed())
     assert windows.shape == (4, 2, 24) and torch.isfinite(windows).all()

@@ -173,18 +173,18 @@ def test_nan_loss_stops_with_the_step_and_keeps_the_last_checkpoint(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["checkpoint.pt", "log.csv"]  # no temporary left
 
 
-def test_checkpoints_load_weights_only_and_carry_extra(tmp_path):
-    extra = {"model_config": {"leads": 1, "widths": [16, 32]}, "classes": ["N", "V"], "mean": torch.zeros(1)}
-    train(tiny_model(), replace(QUICK, steps=6), tmp_path, extra=extra)
+def test_checkpoints_load_weights_only_and_carry_the_card(tmp_path):
+    card = {"model_config": {"leads": 1, "widths": [16, 32]}, "classes": ["N", "V"], "mean": torch.zeros(1)}
+    train(tiny_model(), replace(QUICK, steps=6), tmp_path, card=card)
     for name in ("checkpoint.pt", "best.pt"):
         saved = torch.load(tmp_path / name, weights_only=True)
-        assert saved["extra"]["classes"] == ["N", "V"] and saved["extra"]["model_config"] == extra["model_config"]
+        assert saved["card"]["classes"] == ["N", "V"] and saved["card"]["model_config"] == card["model_config"]
         assert TrainConfig(**saved["train_config"]) == replace(QUICK, steps=6)
         tiny_model(seed=3).load_state_dict(saved["ema"]["weights"])
     assert len(load_checkpoint(tmp_path / "checkpoint.pt")["rng"]) == 1
 
-    with pytest.raises(TypeError, match=r"extra\.folder is a PosixPath"):
-        train(tiny_model(), QUICK, tmp_path / "bad", extra={"folder": tmp_path})
+    with pytest.raises(TypeError, match=r"card\.folder is a PosixPath"):
+        train(tiny_model(), QUICK, tmp_path / "bad", card={"folder": tmp_path})
 
 
 def test_checkpoint_files_fail_loudly(tmp_path):
@@ -261,11 +261,11 @@ def test_real_unet_resumes_exactly(tmp_path):
     flat = replace(QUICK, steps=6, min_lr_ratio=1.0, checkpoint_every=2)
     make = lambda seed: (torch.manual_seed(seed), UNet1D(net))[1]
     whole = make(0)
-    train(whole, flat, tmp_path / "whole", extra={"unet": asdict(net)})
-    train(make(0), replace(flat, steps=4), tmp_path / "parts", extra={"unet": asdict(net)})
+    train(whole, flat, tmp_path / "whole", card={"unet": asdict(net)})
+    train(make(0), replace(flat, steps=4), tmp_path / "parts", card={"unet": asdict(net)})
     resumed = make(1)
-    train(resumed, flat, tmp_path / "parts", extra={"unet": asdict(net)})
+    train(resumed, flat, tmp_path / "parts", card={"unet": asdict(net)})
     assert_same_tensors(whole.state_dict(), resumed.state_dict())
     assert log_rows(tmp_path / "whole") == log_rows(tmp_path / "parts")
     saved = load_checkpoint(tmp_path / "parts" / "best.pt")
-    UNet1D(UNetConfig(**saved["extra"]["unet"])).load_state_dict(saved["ema"]["weights"])
+    UNet1D(UNetConfig(**saved["card"]["unet"])).load_state_dict(saved["ema"]["weights"])

@@ -268,6 +268,11 @@ class EvaluationConfig(_Strict):
     classifier: str = Field("ecg-tgdp", description="downstream classifier of the utility arms: 'ecg-tgdp' (the "
                             "project's) or 'package.module:callable' returning a scikit-learn estimator or a torch "
                             "nn.Module (see evaluation/downstream.py)")
+    transfer_scales: list[float] = Field([], description="sweep: guidance weights w at which TGDP and domain "
+                                         "guidance are sampled again and scored (utility vs w; trains nothing)")
+    budgets: list[int] = Field([], description="sweep: labeled target train windows (class-proportional subsets) "
+                               "the downstream classifier is trained with, real alone and with each method's "
+                               "samples (utility vs target size; the generators stay those of the full budget)")
     bootstrap: int = Field(200, gt=0, description="resamples of the test patients")
     memorization_percentile: float = Field(5.0, gt=0, lt=100)
 

@@ -25,11 +25,13 @@ from evaluation.fidelity import encoder_features, fidelity_per_class, train_enco
 from evaluation.privacy import memorization
 from evaluation.report import Section, write_report
 from evaluation.report_tables import plain_view, utility_view
-from evaluation.utility import build_arms, class_indices, run_utility
+from evaluation.sweeps import utility_vs_budget, utility_vs_transfer_scale
+from evaluation.utility import build_arms, class_indices, run_utility, seed_interval
 from models.classifier import ClassifierInputs
 from pipeline.config import TRANSFER_METHODS, Config, ConfigError
 from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
+from pipeline.transfer_stage import transfer_scale_of
 
 REFERENCE = "real:target_val"  # held-out real target patients scored like a generator: the best a method can hope for
 SUMMARY_METRICS = ("macro_f1", "balanced_accuracy", "macro_auroc")
@@ -39,18 +41,23 @@ def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None =
     """Evaluate the samples of `transfer.methods` (or `sample_dirs`); return the path of report.html."""
     started = time.time()
     cohort_dirs = [run.path / "cohorts" / name for name in ("source", "target")]
+    from pipeline.sample_stage import sweep_points, sweep_sample_name
+
+    sweep_dirs = {} if sample_dirs else {point: run.path / "samples" / sweep_sample_name(*point)
+                                         for point in sweep_points(config)}
     sample_dirs = sample_dirs or [run.path / "samples" / method for method in config.transfer.methods]
     report = run.path / "report" / "report.html"
     key = json.dumps({"seed": config.seed, "evaluation": config.evaluation.model_dump(mode="json")}, sort_keys=True)
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files(
-        [d / "cohort.json" for d in cohort_dirs + sample_dirs])
+        [d / "cohort.json" for d in cohort_dirs + sample_dirs + list(sweep_dirs.values())])
     if not force and run.is_current("evaluate", fingerprint, [report, report.parent / "utility.csv"]):
         print(f"evaluate: up to date ({report})")
         _print_summary(pd.read_csv(report.parent / "utility.csv"))
         return report
     source, target = (read_cohort(d, mmap=False) for d in cohort_dirs)
     synthetic = {_method_name(d): _checked_samples(d, target) for d in sample_dirs}
-    evaluation = _evaluate(config, source, target, synthetic)
+    resampled = {point: _checked_samples(folder, target) for point, folder in sweep_dirs.items()}
+    evaluation = _evaluate(config, source, target, synthetic, resampled)
     _add_ratio_diagnostics(evaluation, {method: run.path / "models" / method / "diagnostics.json"
                                         for method in synthetic})
     write_report(run.path / "report", title=f"ecg-tgdp evaluation: {config.name}", **evaluation)
@@ -77,9 +84,10 @@ def _checked_samples(folder: Path, target: Cohort) -> Cohort:
 
 
 def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[str, Cohort],
-              sweeps: dict | None = None) -> dict:
-    """Every statistic, table, figure and section of the report; `sweeps` (utility vs transfer scale and vs
-    budget, rows as in `sweep_figures`) goes into metrics.json and the report when given."""
+              resampled: dict[tuple[str, float], Cohort] | None = None, sweeps: dict | None = None) -> dict:
+    """Every statistic, table, figure and section of the report. `resampled` holds guided methods' samples at
+    other weights w (`evaluation.transfer_scales`); with them or `evaluation.budgets` the sweeps are computed,
+    and `sweeps` (rows as in `sweep_figures`) goes into metrics.json and the report."""
     settings = config.evaluation
     classes, fs_hz = target.classes, float(target.info["fs_hz"])
     train, val, test = (target.split(name) for name in ("train", "val", "test"))
@@ -96,6 +104,8 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
     arms = build_arms(source, target, {m: (s.windows, s.meta["label"].tolist()) for m, s in synthetic.items()},
                       downstream.prepare)
     utility = run_utility(arms, early_stopping, test, classes, downstream, settings.seeds, n_boot=settings.bootstrap)
+    sweeps = sweeps or _sweeps(config, source, target, synthetic, resampled or {}, utility, early_stopping, test,
+                               downstream)
     # 2. fidelity in one frozen encoder's feature space (the project's classifier) trained on real source + target
     source_train = source.split("train")
     encoder_x = ClassifierInputs.concat([prepare(source_train.windows), prepare(train.windows)])
@@ -143,6 +153,41 @@ def _evaluate(config: Config, source: Cohort, target: Cohort, synthetic: dict[st
         | sweep_figures(sweeps, colors),
         "sections": report_sections(sweeps),
     }
+
+
+def _sweeps(config: Config, source: Cohort, target: Cohort, synthetic: dict[str, Cohort],
+            resampled: dict[tuple[str, float], Cohort], utility, val: Cohort, test: Cohort, downstream) -> dict | None:
+    """Utility vs w and vs target budget (`evaluation.sweeps`), with the run's own points taken from `utility`:
+    each guided method at its configured w, at w = 0 (the source model's samples, when source_only ran), and every
+    arm at the full budget."""
+    settings = config.evaluation
+    if not resampled and not settings.budgets:
+        return None
+    seeds, n_boot = settings.seeds, settings.bootstrap
+
+    def from_table(arm: str) -> dict:
+        values = [utility.per_seed[arm][s]["macro_f1"] for s in seeds]
+        mean, low, high = seed_interval(values)
+        return {"macro_f1": mean, "macro_f1_low": low, "macro_f1_high": high}
+
+    out = {}
+    if resampled:
+        rows = utility_vs_transfer_scale(source, target, resampled, val, test, downstream, seeds, n_boot)
+        for method in dict.fromkeys(method for method, _ in resampled):
+            rows.append({"method": method, "transfer_scale": transfer_scale_of(config, method),
+                         **from_table(f"target_real+synthetic:{method}")})
+            if "source_only" in synthetic:
+                rows.append({"method": method, "transfer_scale": 0.0,
+                             **from_table("target_real+synthetic:source_only")})
+        out["transfer_scale"] = sorted(rows, key=lambda row: (row["method"], row["transfer_scale"]))
+    if settings.budgets:
+        rows = utility_vs_budget(source, target, synthetic, settings.budgets, val, test, downstream, seeds, n_boot,
+                                 config.seed)
+        full = int((target.meta["split"] == "train").sum())
+        rows += [{"method_or_arm": arm.removeprefix("target_real+synthetic:"), "budget": full, **from_table(arm)}
+                 for arm in ["target_real", *(f"target_real+synthetic:{m}" for m in synthetic)]]
+        out["budget"] = sorted(rows, key=lambda row: (row["method_or_arm"], row["budget"]))
+    return out
 
 
 def _add_ratio_diagnostics(evaluation: dict, files: dict[str, Path]) -> None:

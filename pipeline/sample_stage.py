@@ -19,25 +19,43 @@ from pipeline.diffusion_stages import resolve_device
 from pipeline.rundir import RunDir, fingerprint_files
 from pipeline.transfer_stage import transfer_scale_of
 
+GUIDED_METHODS = ("tgdp", "domain_guidance")  # the methods with a guidance weight w to sweep
+
 
 def sample_stage(config: Config, run: RunDir, force: bool = False) -> dict[str, Path]:
-    """Sample every method of `transfer.methods`; return method → samples folder."""
-    return {method: _sample_method(config, run, method, force) for method in config.transfer.methods}
+    """Sample every method of `transfer.methods`, and the guided ones again at each w of
+    `evaluation.transfer_scales`; return name → samples folder (names as `sweep_sample_name` gives them)."""
+    folders = {method: _sample_method(config, run, method, force) for method in config.transfer.methods}
+    for method, scale in sweep_points(config):
+        folders[sweep_sample_name(method, scale)] = _sample_method(config, run, method, force, scale)
+    return folders
 
 
-def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Path:
+def sweep_points(config: Config) -> list[tuple[str, float]]:
+    """(method, w) of the transfer-scale sweep: every guided method of the run at every extra w."""
+    return [(method, scale) for method in config.transfer.methods if method in GUIDED_METHODS
+            for scale in config.evaluation.transfer_scales]
+
+
+def sweep_sample_name(method: str, transfer_scale: float) -> str:
+    """The samples folder of a method drawn at another w than the run's: samples/<method>_w<w>/."""
+    return f"{method}_w{transfer_scale:g}"
+
+
+def _sample_method(config: Config, run: RunDir, method: str, force: bool, transfer_scale: float | None = None) -> Path:
     started = time.time()
     model_file = run.path / "models" / method / "model.pt"
     if not model_file.is_file():
         raise ConfigError(f"{model_file}: no {method} model yet; run `ecg-tgdp transfer` first")
-    out = run.path / "samples" / method
+    name = method if transfer_scale is None else sweep_sample_name(method, transfer_scale)
+    out = run.path / "samples" / name
     settings = config.evaluation
-    transfer_scale = transfer_scale_of(config, method)
+    transfer_scale = transfer_scale_of(config, method) if transfer_scale is None else transfer_scale
     key = json.dumps({"seed": config.seed, "transfer_scale": transfer_scale, **settings.sampling()}, sort_keys=True)
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files([model_file])
-    stage = f"sample.{method}"
+    stage = f"sample.{name}"
     if not force and run.is_current(stage, fingerprint, [out / "cohort.json"]):
-        print(f"sample {method}: up to date ({out})")
+        print(f"sample {name}: up to date ({out})")
         return out
     model = DiffusionModel.load(model_file, resolve_device(config.device))
     labels = np.repeat(np.arange(len(model.classes)), settings.samples_per_class)
@@ -52,7 +70,7 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool) -> Pat
     write_synthetic_cohort(out, windows, labels, classes=model.classes, description=description,
                            method=method)
     run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[out / "cohort.json"])
-    print(f"sample {method}: {len(labels)} windows in {time.time() - started:.0f} s → {out}")
+    print(f"sample {name}: {len(labels)} windows in {time.time() - started:.0f} s → {out}")
     return out
 
 

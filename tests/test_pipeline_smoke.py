@@ -54,6 +54,8 @@ TINY = [
     "evaluation.classifier_training.steps_per_epoch=3",
     "evaluation.classifier_training.batch_size=16",
     "evaluation.bootstrap=10",
+    "evaluation.transfer_scales=[2.0]",
+    "evaluation.budgets=[20]",
     "evaluation.max_val_windows=50",
 ]
 
@@ -115,7 +117,12 @@ def test_run_samples_every_method_and_writes_the_report(tiny_run):
     assert {row["method"] for row in metrics["privacy"]} == {"real:target_val", *methods}
     assert {(row["method"], row["class"]) for row in metrics["fidelity"]} >= {("tgdp", c) for c in ("N", "S", "V", "all")}
     html = (report / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "Downstream utility" in html
+    assert html.count("data:image/png;base64,") == 6 and "Downstream utility" in html  # 4 figures + 2 sweeps
+    sweeps = metrics["sweeps"]
+    assert {(row["method"], row["transfer_scale"]) for row in sweeps["transfer_scale"]} == {
+        (m, w) for m in ("domain_guidance", "tgdp") for w in (0.0, 2.0, 1.0 if m == "tgdp" else 1.5)}
+    assert {row["budget"] for row in sweeps["budget"]} == {20, metrics["counts"]["target_train"]}
+    assert {row["method_or_arm"] for row in sweeps["budget"]} == {"target_real", *methods}
     assert "alt='ecg_paper'" in html and "macro-F1 [95% seeds]" in html and "macro_f1_seed_low" not in html
     assert {"utility.csv", "fidelity.csv", "privacy.csv"} <= {p.name for p in report.iterdir()}
 
@@ -224,6 +231,21 @@ def test_second_run_is_cached_and_force_redoes_it(own_run, capsys):
     assert "sample tgdp: up to date" in out and "evaluate: up to date" in out
     assert run_cli(*args, "--force") == 0
     assert "ingest source:" in capsys.readouterr().out
+
+
+def test_changing_only_the_guidance_weight_retrains_nothing(own_run, capsys):
+    import torch
+
+    run_dir, args = own_run
+    capsys.readouterr()
+    assert run_cli(*args, "--set", "transfer.tgdp.transfer_scale=2.5") == 0
+    out = capsys.readouterr().out
+    methods = ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only", "tgdp"]
+    assert all(f"transfer {method}: up to date" in out for method in methods), out
+    assert "sample finetune: up to date" in out and "sample tgdp: up to date" not in out  # only TGDP resampled
+    card = torch.load(run_dir / "models/tgdp/model.pt", weights_only=True)["card"]
+    assert card["transfer_scale"] == 2.5  # the model card says what w the samples were drawn with
+    assert read_cohort(run_dir / "samples/tgdp").info["sampler"]["transfer_scale"] == 2.5
 
 
 def test_a_bad_record_among_good_ones_is_skipped_counted_and_listed(own_run, capsys):

@@ -1,8 +1,11 @@
-"""The `transfer` stage: adapt the source model to the target cohort with TGDP or a baseline."""
+"""The `transfer` stage: adapt the source model to the target cohort with TGDP or a baseline.
+
+Under torchrun the diffusion training of finetune, finetune_partial and target_only is data-parallel; rank 0 alone
+fits TGDP and writes source_only's and domain_guidance's files while the other ranks wait.
+"""
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -20,9 +23,10 @@ from models.tgdp import GuidanceTraining
 from models.tgdp_transfer import TGDPSettings, fit_tgdp
 from models.training import TrainConfig, train_diffusion
 from models.transfer import PARTIAL_FINETUNE_MODULES, freeze_except, trainable_copy
-from models.unet import UNet1D, UNetConfig
+from models.unet import UNetConfig
 from pipeline.config import Config, ConfigError
-from pipeline.diffusion_stages import fingerprint_changed, resolve_device
+from pipeline.diffusion_stages import prepare_out_dir, resolve_device, seeded_unet
+from pipeline.distributed import on_main_rank
 from pipeline.rundir import RunDir, fingerprint_files
 
 
@@ -42,32 +46,28 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     fingerprint = config.section_hash("seed", "device", "transfer", "windows") + fingerprint_files(
         [source_file, target_dir / "cohort.json"])
     stage = f"transfer.{method}"
-    if not force and run.is_current(stage, fingerprint, [model_file]):
+    if not force and on_main_rank(run.is_current, stage, fingerprint, [model_file]):
         print(f"transfer {method}: up to date ({model_file})")
         return model_file
-    if force or fingerprint_changed(out_dir, fingerprint):
-        shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fingerprint.txt").write_text(fingerprint)
+    on_main_rank(prepare_out_dir, out_dir, fingerprint, force)
     source = load_checkpoint(source_file)
     target = read_cohort(target_dir)
     data = _target_tensors(target, config.transfer.max_val_windows, config.seed)
     device = resolve_device(config.device)
     extra = {**source["extra"], "method": method, "target": target.info["database"]}
     if method == "source_only":
-        save_checkpoint(model_file, {**source, "extra": extra})
+        on_main_rank(save_checkpoint, model_file, {**source, "extra": extra})
     elif method in ("finetune", "finetune_partial", "target_only"):
         _train_on_target(config, method, source, data, out_dir, device, extra)
-        save_model_file(out_dir, model_file, method=method)
+        on_main_rank(save_model_file, out_dir, model_file, method=method)
     elif method == "domain_guidance":
         finetuned = load_checkpoint(_transfer(config, run, "finetune", force=False))
-        save_checkpoint(model_file, {"ema": finetuned["ema"], "reference_ema": source["ema"],
-                                     "extra": {**extra, "transfer_scale": config.transfer.domain_guidance_scale}})
+        guided = {"ema": finetuned["ema"], "reference_ema": source["ema"],
+                  "extra": {**extra, "transfer_scale": config.transfer.domain_guidance_scale}}
+        on_main_rank(save_checkpoint, model_file, guided)
     else:
-        source_cohort = read_cohort(run.path / "cohorts" / "source")
-        source_val = source_cohort.split("val").subsample(config.transfer.max_val_windows, config.seed)
-        _fit_tgdp(config, source, source_cohort.split("train"), source_val, data, model_file, device, extra)
-    run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[model_file])
+        on_main_rank(_fit_tgdp_on_run, config, run, source, data, model_file, device, extra)
+    on_main_rank(run.record_stage, stage, fingerprint=fingerprint, started=started, outputs=[model_file])
     print(f"transfer {method}: → {model_file} ({time.time() - started:.0f} s)")
     return model_file
 
@@ -89,7 +89,7 @@ def _target_tensors(target, max_val_windows: int, seed: int) -> dict[str, tuple[
 def _train_on_target(config: Config, method: str, source: dict, data: dict, out_dir: Path, device, extra: dict) -> None:
     """target_only: the source architecture from scratch; finetune(_partial): from the source EMA weights."""
     if method == "target_only":
-        net = UNet1D(UNetConfig(**source["extra"]["unet"]))
+        net = seeded_unet(UNetConfig(**source["extra"]["unet"]), config.seed)
         settings = TrainConfig(**config.transfer.target_only.model_dump(), seed=config.seed)
     else:
         net = trainable_copy(source["ema"]["weights"], source["extra"]["unet"])
@@ -104,6 +104,14 @@ def _train_on_target(config: Config, method: str, source: dict, data: dict, out_
         )
     train_diffusion(net, _schedule(source), *data["train"], settings, out_dir, val_x=data["val"][0],
                     val_y=data["val"][1], device=device, extra=extra)
+
+
+def _fit_tgdp_on_run(config: Config, run: RunDir, source: dict, data: dict, model_file: Path, device,
+                     extra: dict) -> None:
+    """TGDP on the run's source cohort (rank 0 alone under torchrun: it fits small classifiers)."""
+    source_cohort = read_cohort(run.path / "cohorts" / "source")
+    source_val = source_cohort.split("val").subsample(config.transfer.max_val_windows, config.seed)
+    _fit_tgdp(config, source, source_cohort.split("train"), source_val, data, model_file, device, extra)
 
 
 def _fit_tgdp(config: Config, source: dict, source_train, source_val, data: dict, model_file: Path, device,

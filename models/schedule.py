@@ -21,6 +21,8 @@ class NoiseSchedule:
     alphas_cumprod: torch.Tensor  # [T] float64, strictly decreasing in (0, 1), t = 0..T-1
     kind: str  # "cosine" | "linear": how it was built, saved with checkpoints
     params: dict = field(default_factory=dict)  # the builder's arguments besides T (s; beta_start, beta_end)
+    # device → (α [T], σ [T]) float32, so a step indexes on the timesteps' device instead of copying them to the host
+    _tables: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         abar = self.alphas_cumprod
@@ -66,18 +68,22 @@ class NoiseSchedule:
     def num_steps(self) -> int:
         return len(self.alphas_cumprod)
 
-    def _abar(self, t: torch.Tensor) -> torch.Tensor:
+    def _table(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(α, σ) for all T timesteps on t's device, computed in float64 then rounded to float32 once."""
         if t.is_floating_point():
             raise TypeError(f"timesteps must be integers in [0, {self.num_steps}), got dtype {t.dtype}")
-        return self.alphas_cumprod[t.cpu().long()]
+        if t.device not in self._tables:
+            abar = self.alphas_cumprod
+            self._tables[t.device] = (abar.sqrt().float().to(t.device), (1 - abar).sqrt().float().to(t.device))
+        return self._tables[t.device]
 
     def alpha(self, t: torch.Tensor) -> torch.Tensor:
         """α_t = √ᾱ_t for integer timesteps t [B]; float32 [B] on t's device."""
-        return self._abar(t).sqrt().float().to(t.device)
+        return self._table(t)[0][t.long()]
 
     def sigma(self, t: torch.Tensor) -> torch.Tensor:
         """σ_t = √(1 − ᾱ_t) for integer timesteps t [B]; float32 [B] on t's device."""
-        return (1 - self._abar(t)).sqrt().float().to(t.device)
+        return self._table(t)[1][t.long()]
 
     def add_noise(self, x0: torch.Tensor, eps: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """Forward kernel q(x_t | x_0), Ho et al. 2020 eq. 4: x_t = α_t x_0 + σ_t ε; x0, eps [B, C, L], t [B]."""

@@ -67,6 +67,7 @@ class TrainConfig:
     val_every: int = 500              # validation loss (EMA weights, fixed seeded t and noise: comparable across evaluations)
     checkpoint_every: int = 1000      # a killed run repeats at most this many steps
     early_stopping_patience: int = 0  # in validations; 0 disables
+    bf16: bool = False                # forward pass under bfloat16 autocast (GPU speed); weights, AdamW and loss stay float32
     seed: int = 0                     # seeds every random stream: same seed, same machine, same weights
 
     def __post_init__(self) -> None:

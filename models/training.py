@@ -74,8 +74,9 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor, eps: Tensor) -> Tensor:
-    """Ho et al. 2020 eq. 14: mean ‖ε − ε_θ(α_t x0 + σ_t ε, t, y)‖² over x0, eps [B, leads, T], t, y [B]."""
-    return F.mse_loss(model(schedule.add_noise(x0, eps, t), t, y), eps)
+    """Ho et al. 2020 eq. 14: mean ‖ε − ε_θ(α_t x0 + σ_t ε, t, y)‖² over x0, eps [B, leads, T], t, y [B]; in float32
+    also when the model ran under autocast."""
+    return F.mse_loss(model(schedule.add_noise(x0, eps, t), t, y).float(), eps)
 
 
 @torch.no_grad()
@@ -213,7 +214,8 @@ class _Run:
             dropped = torch.rand(len(y), generator=noise) < self.config.label_dropout
             y = torch.where(dropped.to(y.device), self.null_class, y)
         x0, y, t, eps = (v.to(self.device, non_blocking=True) for v in (x0, y, t, eps))
-        loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
+            loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or math.inf)
@@ -287,8 +289,10 @@ class _Run:
         missing = {"model", "ema", "optimizer", "rng", "train_config", *(f.name for f in fields(_Progress))} - set(saved)
         if missing:
             raise CheckpointError(f"{path}: not a train_diffusion checkpoint, it lacks {sorted(missing)}")
-        changed = {key: (saved["train_config"].get(key), value) for key, value in asdict(self.config).items()
-                   if key not in _MAY_CHANGE_ON_RESUME and saved["train_config"].get(key) != value}
+        # a setting added since the checkpoint was written had its default then
+        before = {**asdict(TrainConfig()), **saved["train_config"]}
+        changed = {key: (before[key], value) for key, value in asdict(self.config).items()
+                   if key not in _MAY_CHANGE_ON_RESUME and before[key] != value}
         if changed:
             raise ValueError(f"{path} was trained with other settings {{name: (saved, now)}}: {changed}; "
                              "use another out_dir to start over")

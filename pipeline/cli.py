@@ -3,6 +3,9 @@
 Building the parser imports only the config models (pydantic), so `ecg-tgdp --help` answers at once
 (benchmarks/cli_startup.py); each handler imports the stages it runs. User errors, argparse's included,
 are one line `ecg-tgdp: error: ...` and a non-zero exit status.
+
+Under torchrun the commands that take a config join the process group (pipeline.distributed): diffusion
+training runs on every rank, every other stage on rank 0 alone.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE  # plain co
 USER_ERRORS = frozenset({
     ("pipeline.config", "ConfigError"), ("data.records", "RecordError"), ("data.store", "StoreError"),
     ("data.fetch", "FetchError"), ("models.checkpoint", "CheckpointError"), ("builtins", "FileNotFoundError"),
+    ("pipeline.distributed", "RankZeroFailed"),
 })
 
 
@@ -66,7 +70,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         command = _command(commands, name, text)
         _add_config_arguments(command)
-        command.set_defaults(handler=handler)
+        command.set_defaults(handler=handler, runs_under_torchrun=True)
         if name == "evaluate":
             command.add_argument("--samples", type=Path, nargs="+", metavar="DIR",
                                  help="evaluate these sample folders (cohort layout, e.g. from `ecg-tgdp sample`) "
@@ -234,6 +238,7 @@ def _class_mix(text: str) -> dict[str, float]:
 def _open(args) -> tuple:
     """The config (a recipe name or a path, with --set, --data-root and --classifier applied) and its run directory."""
     from pipeline.config import load_config
+    from pipeline.distributed import on_main_rank
     from pipeline.rundir import RunDir
     from pipeline.shipped import recipe_path
 
@@ -243,7 +248,7 @@ def _open(args) -> tuple:
     if getattr(args, "classifier", None) is not None:
         overrides.append(f"evaluation.classifier={json.dumps(args.classifier)}")
     config = load_config(recipe_path(args.config), overrides)
-    return config, RunDir.open(config, args.run_dir)
+    return config, on_main_rank(RunDir.open, config, args.run_dir)
 
 
 def _fetch(args) -> None:
@@ -255,16 +260,18 @@ def _fetch(args) -> None:
 
 def _simulate(args) -> None:
     from pipeline import stages
+    from pipeline.distributed import on_main_rank
 
-    stages.simulate_stage(*_open(args), force=args.force)
+    on_main_rank(stages.simulate_stage, *_open(args), force=args.force)
 
 
 def _ingest(args) -> None:
     from pipeline import stages
+    from pipeline.distributed import on_main_rank
 
     config, run = _open(args)
-    stages.simulate_stage(config, run, force=args.force)
-    stages.ingest_stage(config, run, force=args.force)
+    on_main_rank(stages.simulate_stage, config, run, force=args.force)
+    on_main_rank(stages.ingest_stage, config, run, force=args.force)
 
 
 def _train_source(args) -> None:
@@ -295,13 +302,14 @@ def _transfer(args) -> None:
 
 
 def _evaluate(args) -> None:
+    from pipeline.distributed import on_main_rank
     from pipeline.evaluate_stage import evaluate_stage
     from pipeline.sample_stage import sample_stage
 
     config, run = _open(args)
     if not args.samples:
-        sample_stage(config, run, force=args.force)
-    evaluate_stage(config, run, args.samples, force=args.force)
+        on_main_rank(sample_stage, config, run, force=args.force)
+    on_main_rank(evaluate_stage, config, run, args.samples, force=args.force)
 
 
 def _augment(args) -> None:
@@ -321,17 +329,18 @@ def _augment(args) -> None:
 def _run(args) -> None:
     from pipeline import stages
     from pipeline.diffusion_stages import train_source_stage
+    from pipeline.distributed import on_main_rank
     from pipeline.evaluate_stage import evaluate_stage
     from pipeline.sample_stage import sample_stage
     from pipeline.transfer_stage import transfer_stage
 
     config, run = _open(args)
-    stages.simulate_stage(config, run, force=args.force)
-    stages.ingest_stage(config, run, force=args.force)
-    train_source_stage(config, run, force=args.force)
+    on_main_rank(stages.simulate_stage, config, run, force=args.force)
+    on_main_rank(stages.ingest_stage, config, run, force=args.force)
+    train_source_stage(config, run, force=args.force)  # data-parallel under torchrun, as is transfer's training
     transfer_stage(config, run, force=args.force)
-    sample_stage(config, run, force=args.force)
-    report = evaluate_stage(config, run, force=args.force)
+    on_main_rank(sample_stage, config, run, force=args.force)
+    report = on_main_rank(evaluate_stage, config, run, force=args.force)
     print(f"run {config.name}: finished; report: {report}")
 
 
@@ -344,10 +353,24 @@ def _is_user_error(error: BaseException) -> bool:
     return any((cls.__module__, cls.__qualname__) in USER_ERRORS for cls in type(error).__mro__)
 
 
+def _call(args: argparse.Namespace) -> None:
+    """The command's handler; under torchrun inside the process group, for the commands that take a config."""
+    from pipeline.distributed import process_group, under_torchrun
+
+    if not under_torchrun():
+        args.handler(args)
+        return
+    if not getattr(args, "runs_under_torchrun", False):
+        from pipeline.config import ConfigError
+
+        raise ConfigError(f"{args.command} does not run under torchrun; start it as a single process")
+    with process_group():
+        args.handler(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
-        args = build_parser().parse_args(argv)
-        args.handler(args)
+        _call(build_parser().parse_args(argv))
     except KeyboardInterrupt:  # also while the handler is still importing torch
         print("ecg-tgdp: interrupted", file=sys.stderr)
         return 130

@@ -16,38 +16,37 @@ from models.schedule import NoiseSchedule
 from models.training import train_diffusion
 from models.unet import UNet1D, UNetConfig
 from pipeline.config import Config, ConfigError
+from pipeline.distributed import on_main_rank, rank_device
 from pipeline.rundir import RunDir, fingerprint_files
 
 
 def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; anything else as torch names it."""
+    """'auto' → CUDA when available, else CPU; anything else as torch names it; under torchrun a rank's own GPU."""
     if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA device")
-    return device
+    return rank_device(device)
 
 
 def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path:
-    """Train the class-conditional source model on the source train split, or adopt `pretrained`."""
+    """Train the class-conditional source model on the source train split (data-parallel under torchrun), or adopt
+    `pretrained`."""
     started = time.time()
     out_dir = run.path / "models" / "source"
     checkpoint = out_dir / "model.pt"
     cohort_file = run.path / "cohorts" / "source" / "cohort.json"
     fingerprint = config.section_hash("seed", "device", "source_model", "windows") + fingerprint_files([cohort_file])
-    if not force and run.is_current("train-source", fingerprint, [checkpoint]):
+    if not force and on_main_rank(run.is_current, "train-source", fingerprint, [checkpoint]):
         print(f"train-source: up to date ({checkpoint})")
         return checkpoint
-    if force or fingerprint_changed(out_dir, fingerprint):
-        shutil.rmtree(out_dir, ignore_errors=True)  # an interrupted run of other settings: start over
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fingerprint.txt").write_text(fingerprint)
+    on_main_rank(prepare_out_dir, out_dir, fingerprint, force)
     cohort = read_cohort(run.path / "cohorts" / "source")
     if config.source_model.pretrained is not None:
-        _adopt_pretrained(config.source_model.pretrained, cohort.info, checkpoint)
-        run.record_stage("train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
-                         pretrained=str(config.source_model.pretrained))
+        on_main_rank(_adopt_pretrained, config.source_model.pretrained, cohort.info, checkpoint)
+        on_main_rank(run.record_stage, "train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
+                     pretrained=str(config.source_model.pretrained))
         return checkpoint
     settings = config.source_model
     anchor_s = cohort.info.get("anchor_s")
@@ -62,14 +61,14 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
         for name, part in (("train", train), ("val", val))
     }
     result = train_diffusion(
-        UNet1D(unet), schedule, *tensors["train"], replace(settings.training, seed=config.seed),
+        seeded_unet(unet, config.seed), schedule, *tensors["train"], replace(settings.training, seed=config.seed),
         out_dir, val_x=tensors["val"][0], val_y=tensors["val"][1], device=resolve_device(config.device),
         card=card.to_dict(),
     )
-    save_model_file(out_dir, checkpoint)
+    on_main_rank(save_model_file, out_dir, checkpoint)
     print(f"train-source: {result.steps_done} steps, best validation loss {result.best_val_loss}, → {checkpoint}")
-    run.record_stage("train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
-                     steps=result.steps_done, best_val_loss=result.best_val_loss, stopped_early=result.stopped_early)
+    on_main_rank(run.record_stage, "train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
+                 steps=result.steps_done, best_val_loss=result.best_val_loss, stopped_early=result.stopped_early)
     return checkpoint
 
 
@@ -81,6 +80,23 @@ def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule) -> Mo
         unet={**asdict(unet), "channel_mults": list(unet.channel_mults)}, schedule=schedule.card(),
         amplitude_normalization=info.get("amplitude_normalization", "none"), trained_on=info["database"],
     )
+
+
+def seeded_unet(unet: UNetConfig, seed: int) -> UNet1D:
+    """A U-Net whose initial weights come from `seed`, not from whatever state the global generator is in (a fresh
+    process seeds it at random); the global generator is left as it was."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return UNet1D(unet)
+
+
+def prepare_out_dir(out_dir: Path, fingerprint: str, force: bool) -> None:
+    """A training folder for `fingerprint`: emptied first when forced or when it holds an (interrupted) run of other
+    inputs or settings, else kept, so that training resumes from its checkpoint."""
+    if force or fingerprint_changed(out_dir, fingerprint):
+        shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "fingerprint.txt").write_text(fingerprint)
 
 
 def fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:

@@ -1,9 +1,12 @@
-"""The `transfer` stage: adapt the source model to the target cohort with TGDP or a baseline."""
+"""The `transfer` stage: adapt the source model to the target cohort with TGDP or a baseline.
+
+Under torchrun the diffusion training of finetune, finetune_partial and target_only is data-parallel; rank 0 alone
+fits TGDP and writes source_only's and domain_guidance's files while the other ranks wait.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
-import shutil
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -21,9 +24,9 @@ from models.tgdp import GuidanceTraining
 from models.tgdp_transfer import TGDPSettings, fit_tgdp
 from models.training import train_diffusion
 from models.transfer import PARTIAL_FINETUNE_MODULES, freeze_except, trainable_copy
-from models.unet import UNet1D
 from pipeline.config import Config, ConfigError
-from pipeline.diffusion_stages import fingerprint_changed, resolve_device
+from pipeline.diffusion_stages import prepare_out_dir, resolve_device, seeded_unet
+from pipeline.distributed import on_main_rank
 from pipeline.rundir import RunDir, fingerprint_files
 
 
@@ -42,34 +45,30 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     model_file = out_dir / "model.pt"
     fingerprint = method_fingerprint(config, run, method)
     stage = f"transfer.{method}"
-    if not force and run.is_current(stage, fingerprint, [model_file]):
-        _refresh_transfer_scale(model_file, transfer_scale_of(config, method))
+    if not force and on_main_rank(run.is_current, stage, fingerprint, [model_file]):
+        on_main_rank(_refresh_transfer_scale, model_file, transfer_scale_of(config, method))
         print(f"transfer {method}: up to date ({model_file})")
         return model_file
-    if force or fingerprint_changed(out_dir, fingerprint):
-        shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fingerprint.txt").write_text(fingerprint)
+    on_main_rank(prepare_out_dir, out_dir, fingerprint, force)
     source = load_checkpoint(source_file)
     target = read_cohort(target_dir)
     device = resolve_device(config.device)
     card = ModelCard.from_dict(source["card"], str(source_file)).updated(
         method=method, target=target.info["database"], transfer_scale=transfer_scale_of(config, method))
     if method == "source_only":
-        save_checkpoint(model_file, {"ema": source["ema"], "card": card.to_dict()})
+        on_main_rank(save_checkpoint, model_file, {"ema": source["ema"], "card": card.to_dict()})
     elif method in ("finetune", "finetune_partial", "target_only"):
         data = _target_tensors(target, config.transfer.max_val_windows, config.seed)
         _train_on_target(config, method, source, card, data, out_dir, device)
-        save_model_file(out_dir, model_file)
+        on_main_rank(save_model_file, out_dir, model_file)
     elif method == "domain_guidance":
         finetuned = load_checkpoint(_transfer(config, run, "finetune", force=False))
-        save_checkpoint(model_file, {"ema": finetuned["ema"], "reference_ema": source["ema"], "card": card.to_dict()})
+        guided = {"ema": finetuned["ema"], "reference_ema": source["ema"], "card": card.to_dict()}
+        on_main_rank(save_checkpoint, model_file, guided)
     else:
         data = _target_tensors(target, config.transfer.max_val_windows, config.seed)
-        source_cohort = read_cohort(run.path / "cohorts" / "source")
-        source_val = source_cohort.split("val").subsample(config.transfer.max_val_windows, config.seed)
-        _fit_tgdp(config, source, card, source_cohort.split("train"), source_val, data, model_file, device)
-    run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[model_file])
+        on_main_rank(_fit_tgdp_on_run, config, run, source, card, data, model_file, device)
+    on_main_rank(run.record_stage, stage, fingerprint=fingerprint, started=started, outputs=[model_file])
     print(f"transfer {method}: → {model_file} ({time.time() - started:.0f} s)")
     return model_file
 
@@ -125,7 +124,7 @@ def _train_on_target(config: Config, method: str, source: dict, card: ModelCard,
                      device) -> None:
     """target_only: the source architecture from scratch; finetune(_partial): from the source EMA weights."""
     if method == "target_only":
-        net = UNet1D(card.unet_config())
+        net = seeded_unet(card.unet_config(), config.seed)
         settings = replace(config.transfer.target_only, seed=config.seed)
     else:
         net = trainable_copy(source["ema"]["weights"], card.unet)
@@ -134,6 +133,14 @@ def _train_on_target(config: Config, method: str, source: dict, card: ModelCard,
         settings = replace(config.transfer.finetune, seed=config.seed)
     train_diffusion(net, card.noise_schedule(), *data["train"], settings, out_dir, val_x=data["val"][0],
                     val_y=data["val"][1], device=device, card=card.to_dict())
+
+
+def _fit_tgdp_on_run(config: Config, run: RunDir, source: dict, card: ModelCard, data: dict, model_file: Path,
+                     device) -> None:
+    """TGDP on the run's source cohort (rank 0 alone under torchrun: it fits small classifiers)."""
+    source_cohort = read_cohort(run.path / "cohorts" / "source")
+    source_val = source_cohort.split("val").subsample(config.transfer.max_val_windows, config.seed)
+    _fit_tgdp(config, source, card, source_cohort.split("train"), source_val, data, model_file, device)
 
 
 def _fit_tgdp(config: Config, source: dict, card: ModelCard, source_train, source_val, data: dict, model_file: Path,

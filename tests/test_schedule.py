@@ -63,3 +63,15 @@ def test_unknown_kind_and_float_timesteps_are_rejected():
         NoiseSchedule.cosine().alpha(torch.tensor([0.5]))
     with pytest.raises(ValueError, match="decrease"):
         NoiseSchedule(torch.tensor([0.5, 0.9], dtype=torch.float64), "custom")
+
+
+def test_alpha_sigma_are_the_float64_values_rounded_once_and_stay_on_the_timesteps_device():
+    schedule = NoiseSchedule.cosine(100)
+    t = torch.arange(100)
+    abar = schedule.alphas_cumprod
+    assert torch.equal(schedule.alpha(t), abar.sqrt().float())  # bit for bit what indexing first, then sqrt, gave
+    assert torch.equal(schedule.sigma(t), (1 - abar).sqrt().float())
+    # a meta tensor has no data to copy to the host, so this fails wherever a step would sync with the host
+    on_meta = schedule.add_noise(torch.ones(3, 1, 8, device="meta"), torch.ones(3, 1, 8, device="meta"),
+                                 torch.tensor([0, 5, 99], device="meta"))
+    assert on_meta.device.type == "meta" and on_meta.shape == (3, 1, 8)

@@ -118,7 +118,8 @@ def main() -> None:
     agreement, rhythm = {}, {}
     for scale in args.guidance_scales:
         generated = generator_model.to_mv(generate(generator_model.denoiser(scale), generator_model.schedule, labels,
-                                                   shape, steps=25, seed=args.seed, progress=True))
+                                                   shape, steps=25, seed=args.seed,
+                                                   clip_x0=generator_model.card.clip_x0, progress=True))
         key = f"guidance_scale_{scale:g}"
         agreement[key] = per_class_agreement(classify(downstream.prepare(generated)), labels, classes)
         rhythm[key] = rhythm_summary(real_rhythm, rhythm_by_class(generated, labels, geometry), classes)

@@ -6,11 +6,14 @@
 For each budget (labeled target beats drawn from the recipe's training patients): ingest,
 adopt the shipped source model, run every method of `transfer.methods`, sample, evaluate;
 each stage is timed, and cached stages are reused (a rerun only redoes what changed).
-Writes benchmarks/results/transfer_mitdb_svdb.json (every row and stage time) and .md
-(the README tables): per method and budget, macro-F1, S and V sensitivity/PPV and macro
-AUROC of "target real + synthetic", with the seed interval, and MMD, Fréchet distance and
-memorized share of its samples; the real-data arms of the same budget as reference rows;
-and the seconds each stage took.
+Writes benchmarks/results/transfer_mitdb_svdb.json (every row and stage time), .md (the
+README tables) and _budgets.png (macro-F1 against the budget): per method and budget,
+macro-F1, S and V sensitivity/PPV and macro AUROC of "target real + synthetic", with the
+seed interval, and MMD, Fréchet distance and memorized share of its samples; the real-data
+arms of the same budget as reference rows; TGDP against the untransferred source model's
+samples per seed (paired: the same classifier seeds); TGDP's ratio diagnostics per budget;
+the real-data arms next to those of the 1 s-window run (`transfer_mitdb_svdb_1s_windows.json`,
+kept from before the context windows); and the seconds each stage took.
 """
 from __future__ import annotations
 
@@ -24,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 
 from evaluation.report import json_ready
+from evaluation.utility import seed_interval
 from pipeline import stages
 from pipeline.config import load_config
 from pipeline.diffusion_stages import train_source_stage
@@ -54,8 +58,12 @@ def run_budget(config_path: Path, budget: int, run_dir: Path, overrides: list[st
     timed("sample", sample_stage)
     timed("evaluate", evaluate_stage)
     report = run.path / "report"
+    diagnostics = run.path / "models" / "tgdp" / "diagnostics.json"
+    metrics = json.loads((report / "metrics.json").read_text())
     return {
         "budget": budget,
+        "ratio_diagnostics": json.loads(diagnostics.read_text()) if diagnostics.is_file() else None,
+        "per_seed": metrics["utility"]["per_seed"],
         "run_dir": str(run.path),
         "seconds_this_call": seconds,  # ≈ 0 for stages that were cached
         "seconds_when_computed": {stage: entry["seconds"] for stage, entry in run.manifest()["stages"].items()},
@@ -88,6 +96,73 @@ def markdown_table(results: list[dict]) -> str:
             label = f"real + synthetic: {method}" if method else arm
             lines.append(f"| {result['budget']} | {label} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def paired_table(results: list[dict], method: str = "tgdp", reference: str = "source_only") -> str:
+    """Per budget: macro-F1 of real + `method` minus real + `reference` samples, per classifier seed (paired), with
+    the Student-t 95% interval of the mean difference."""
+    lines = [f"| budget | macro-F1 ({method}) − macro-F1 ({reference}) [95% seeds] | {method} higher at |",
+             "|---|---|---|"]
+    for result in results:
+        seeds = result["per_seed"]
+        a, b = seeds.get(f"target_real+synthetic:{method}"), seeds.get(f"target_real+synthetic:{reference}")
+        if a is None or b is None:
+            continue
+        differences = [a[s]["macro_f1"] - b[s]["macro_f1"] for s in a]
+        mean, low, high = seed_interval(differences)
+        lines.append(f"| {result['budget']} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] | "
+                     f"{sum(d > 0 for d in differences)} of {len(differences)} seeds |")
+    return "\n".join(lines) + "\n"
+
+
+def diagnostics_table(results: list[dict]) -> str:
+    """TGDP's ratio diagnostics per budget (models/tgdp/diagnostics.json)."""
+    lines = [("| budget | ESS share | ratios outside [1e-3, 1e3] | clean AUROC | clean log-loss | c' AUROC by t band "
+             "(0 → T) | t_min |"), "|---|---|---|---|---|---|---|"]
+    for result in results:
+        d = result["ratio_diagnostics"]
+        if d is None:
+            continue
+        bands = " ".join(f"{band['auroc']:.2f}" for band in d["bands"])
+        lines.append(f"| {result['budget']} | {d['ess_share']:.3f} | {d['clip_share']:.3f} | {d['clean']['auroc']:.3f} | "
+                     f"{d['clean']['log_loss']:.3f} | {bands} | {d['t_min']} |")
+    return "\n".join(lines) + "\n"
+
+
+def window_comparison_table(results: list[dict], before: Path) -> str:
+    """The real-data arms' macro-F1 and S sensitivity with 4 s context windows against the 1 s-window run."""
+    if not before.is_file():
+        return ""
+    old = {entry["budget"]: pd.DataFrame(entry["utility"]).set_index("arm")
+           for entry in json.loads(before.read_text())["budgets"]}
+    lines = [("| budget | arm | macro-F1, 1 s windows | macro-F1, 4 s | S sens., 1 s | S sens., 4 s | V sens., 1 s | "
+             "V sens., 4 s |"), "|---|---|---|---|---|---|---|---|"]
+    for result in results:
+        new, previous = pd.DataFrame(result["utility"]).set_index("arm"), old.get(result["budget"])
+        if previous is None:
+            continue
+        for arm in REAL_ARMS:
+            cells = [f"{frame.loc[arm, metric]:.3f}" for metric in ("macro_f1", "sensitivity_S", "sensitivity_V")
+                     for frame in (previous, new)]
+            lines.append(f"| {result['budget']} | {arm} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def budget_figure(results: list[dict], path: Path) -> None:
+    """Macro-F1 [seed interval] against the labeled target budget, one line per arm (`figures.budget_sweep`)."""
+    from evaluation import figures
+
+    rows = []
+    for result in results:
+        for row in result["utility"]:
+            arm = row["arm"]
+            if arm.startswith("target_real+synthetic:") or arm in ("target_real", "source_real+target_real"):
+                rows.append({"method_or_arm": arm.removeprefix("target_real+synthetic:"), "budget": result["budget"],
+                             "macro_f1": row["macro_f1"], "macro_f1_low": row["macro_f1_seed_low"],
+                             "macro_f1_high": row["macro_f1_seed_high"]})
+    names = list(dict.fromkeys(row["method_or_arm"] for row in rows))
+    figure = figures.budget_sweep(rows, figures.method_colors(names))
+    figure.savefig(path, dpi=110, bbox_inches="tight")
 
 
 def _number(value: float) -> str:
@@ -123,8 +198,13 @@ def main() -> None:
               "cpu_count": os.cpu_count(), "machine": platform.machine(), "budgets": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
-    table = markdown_table(results) + "\nSeconds per stage (2-core CPU unless stated):\n\n" + stage_seconds_table(results)
+    table = (markdown_table(results) + "\nTGDP against the untransferred source model's samples, paired by classifier "
+             "seed:\n\n" + paired_table(results) + "\nTGDP's ratio diagnostics:\n\n" + diagnostics_table(results)
+             + "\nReal-data arms, 1 s windows (the run before context windows) against 4 s:\n\n"
+             + window_comparison_table(results, args.out.parent / "transfer_mitdb_svdb_1s_windows.json")
+             + "\nSeconds per stage (2-core CPU unless stated):\n\n" + stage_seconds_table(results))
     args.out.with_suffix(".md").write_text(table)
+    budget_figure(results, args.out.parent / f"{args.out.name}_budgets.png")
     print(table)
 
 

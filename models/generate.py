@@ -88,7 +88,7 @@ class DiffusionModel:
         """Windows [len(labels), leads, T] in mV for class indices `labels`, sampled with `generate`."""
         normalized = generate(self.denoiser(cfg_scale, transfer_scale), self.schedule, labels, self.window_shape,
                               sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, device=self.net_device,
-                              progress=progress)
+                              clip_x0=self.card.clip_x0, progress=progress)
         return self.to_mv(normalized)
 
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:
@@ -149,9 +149,11 @@ def generate(
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",
+    clip_x0: float | None = None,
     progress: bool = False,
 ) -> np.ndarray:
-    """Sample normalized windows [len(labels), leads, T] in batches from one seeded generator."""
+    """Sample normalized windows [len(labels), leads, T] in batches from one seeded generator; x̂_0 clipped to
+    ±`clip_x0` at every step when given (the model card's value)."""
     generator = torch.Generator().manual_seed(seed)
     out = []
     batches = range(0, len(labels), batch_size)
@@ -161,6 +163,7 @@ def generate(
         batches = tqdm(batches, desc=f"sample ({sampler}, {steps} steps)", unit="batch")
     for start in batches:
         y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long)
-        x = sample(denoiser, schedule, (len(y), *shape), y, sampler=sampler, steps=steps, generator=generator, device=device)
+        x = sample(denoiser, schedule, (len(y), *shape), y, sampler=sampler, steps=steps, generator=generator,
+                   clip_x0=clip_x0, device=device)
         out.append(x.detach().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *shape), dtype=np.float32)

@@ -151,7 +151,7 @@ def _add_sample_command(commands) -> None:
 
 def _add_augment_command(commands) -> None:
     from pipeline.config import TRANSFER_METHODS
-    from pipeline.shipped import SHIPPED_SOURCE_MODEL
+    from pipeline.shipped import SHIPPED_MODEL_NAME
 
     augment = _command(commands, "augment", "add synthetic windows to your own small labeled dataset, transferred "
                                             "from a source model")
@@ -168,9 +168,9 @@ def _add_augment_command(commands) -> None:
     augment.add_argument("--max-per-class", type=int, default=DEFAULT_MAX_PER_CLASS,
                          help="at most this many synthetic windows of a class when topping up")
     augment.add_argument("--format", choices=EXPORT_FORMATS, default="npz", help=FORMAT_HELP)
-    augment.add_argument("--source-model", type=Path, default=SHIPPED_SOURCE_MODEL,
-                         help="source checkpoint, by default the shipped MIT-BIH model; it fixes classes, leads, rate "
-                              "and window")
+    augment.add_argument("--source-model", default=SHIPPED_MODEL_NAME,
+                         help="source checkpoint path, or the name of a shipped model (the default is the MIT-BIH "
+                              "one); it fixes classes, leads, rate and window")
     augment.add_argument("--labels-csv", help="record-level labels for a WFDB folder (columns record, label[, patient])")
     augment.add_argument("--leads", nargs="+", metavar="NAME",
                          help="lead names in your records, in the model's lead order (default: the model's, e.g. MLII)")
@@ -315,12 +315,13 @@ def _evaluate(args) -> None:
 def _augment(args) -> None:
     from pipeline.augment import augment
     from pipeline.config import ConfigError
+    from pipeline.shipped import pretrained_path
 
     if args.target_share <= 0 or args.max_per_class < 0:
         raise ConfigError(f"--target-share must be positive and --max-per-class at least 0, got {args.target_share} "
                           f"and {args.max_per_class}")
-    augment(args.target, args.out, source_model=args.source_model, method=args.method, n_per_class=args.n_per_class,
-            target_share=args.target_share, max_per_class=args.max_per_class, fmt=args.format,
+    augment(args.target, args.out, source_model=pretrained_path(args.source_model), method=args.method,
+            n_per_class=args.n_per_class, target_share=args.target_share, max_per_class=args.max_per_class, fmt=args.format,
             labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz, resample=args.resample,
             min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
             seed=args.seed, device=args.device, work_dir=args.work_dir, overrides=tuple(args.overrides))

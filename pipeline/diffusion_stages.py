@@ -11,7 +11,7 @@ import torch
 from data.export import export_windows, write_synthetic_cohort
 from data.store import read_cohort
 from models.generate import DiffusionModel, labels_for_mix, save_model_file
-from models.model_card import ModelCard
+from models.model_card import ModelCard, x0_clip_for
 from models.schedule import NoiseSchedule
 from models.training import train_diffusion
 from models.unet import UNet1D, UNetConfig
@@ -54,12 +54,12 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
     unet = UNetConfig(leads=len(cohort.info["leads"]), num_classes=len(cohort.classes), anchor=anchor,
                       **settings.model.model_dump(exclude={"schedule", "num_steps", "anchor_channel"}))
     schedule = NoiseSchedule.from_name(settings.model.schedule, settings.model.num_steps)
-    card = card_for_cohort(cohort.info, unet, schedule)
     train, val = cohort.split("train"), cohort.split("val")
     tensors = {
         name: (torch.from_numpy(cohort.normalized(part.windows)), torch.tensor(part.meta["label_index"].to_numpy()))
         for name, part in (("train", train), ("val", val))
     }
+    card = card_for_cohort(cohort.info, unet, schedule, x0_clip_for(tensors["train"][0].numpy()))
     result = train_diffusion(
         seeded_unet(unet, config.seed), schedule, *tensors["train"], replace(settings.training, seed=config.seed),
         out_dir, val_x=tensors["val"][0], val_y=tensors["val"][1], device=resolve_device(config.device),
@@ -72,13 +72,14 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
     return checkpoint
 
 
-def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule) -> ModelCard:
+def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule, clip_x0: float | None) -> ModelCard:
     """The model card of a source model trained on the cohort `info` (its cohort.json) describes."""
     return ModelCard(
         classes=info["classes"], leads=info["leads"], fs_hz=info["fs_hz"], window_s=info["window_s"],
         anchor_s=info.get("anchor_s"), normalization=info["normalization"],
         unet={**asdict(unet), "channel_mults": list(unet.channel_mults)}, schedule=schedule.card(),
         amplitude_normalization=info.get("amplitude_normalization", "none"), trained_on=info["database"],
+        clip_x0=clip_x0,
     )
 
 
@@ -113,7 +114,8 @@ def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:
     card = DiffusionModel.load(path).card
     for key in ("classes", "leads", "fs_hz", "window_s", "anchor_s", "amplitude_normalization"):
         have, want = getattr(card, key), cohort_info.get(key, "none" if key == "amplitude_normalization" else None)
-        if (list(have) if isinstance(have, tuple) else have) != want:
+        have = list(have) if isinstance(have, tuple) else have
+        if have != want:
             raise ConfigError(f"source_model.pretrained: {path} has {key}={have!r}, the source cohort {want!r}")
     shutil.copyfile(path, checkpoint)
     print(f"train-source: using the pretrained model {path}")

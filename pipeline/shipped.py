@@ -6,7 +6,8 @@ from pathlib import Path
 
 from pipeline.config import ConfigError
 
-SHIPPED_SOURCE_MODEL = Path(str(resources.files("models") / "pretrained" / "mitdb_nsv_4s" / "model.pt"))
+SHIPPED_MODEL_NAME = "mitdb_nsv_4s"
+SHIPPED_SOURCE_MODEL = Path(str(resources.files("models") / "pretrained" / SHIPPED_MODEL_NAME / "model.pt"))
 
 
 def shipped_models() -> list[str]:
@@ -22,7 +23,7 @@ def pretrained_path(name_or_path: Path | str) -> Path:
         return path
     if str(name_or_path) in shipped_models():
         return Path(str(resources.files("models") / "pretrained" / str(name_or_path) / "model.pt"))
-    raise ConfigError(f"source_model.pretrained: {name_or_path} is neither a file nor a shipped model "
+    raise ConfigError(f"source model {name_or_path}: neither a checkpoint file nor a shipped model "
                       f"({', '.join(shipped_models())})")
 
 

@@ -9,8 +9,9 @@ patients), and test it on every DS2 beat, once per seed. Reports per span the se
 Student-t 95% interval of macro-F1 and of sensitivity (Se) and positive predictive value (+P) of
 S, V and F, the S sensitivity without record 232 (three quarters of DS2's S beats, an atrial
 rhythm whose S beats are premature only against the record's mean RR, which no window shows),
-and per-record S sensitivity in the JSON. Writes benchmarks/results/ds1_ds2.{json,md}; the run
-folders `runs/ds1_ds2_<span>s/` keep the cohorts, so a rerun only retrains the classifiers.
+and per record the S sensitivity and the beats wrongly called S in the JSON. Writes
+benchmarks/results/ds1_ds2.{json,md}; the run folders `runs/ds1_ds2_<span>s/` keep the cohorts, so a
+rerun only retrains the classifiers.
 """
 from __future__ import annotations
 
@@ -60,7 +61,7 @@ def run_span(config_path: Path, span: float, seeds: list[int], classifier: str, 
                         for part, name in ((train, "DS1 train"), (val, "DS1 val"), (test, "DS2")))
     prepare_seconds = time.perf_counter() - started
     records = test.meta["record"].astype(str).to_numpy()
-    per_seed, per_record_s = {}, {}
+    per_seed, per_record_s, called_s = {}, {}, {}
     for seed in seeds:
         probabilities = downstream.fit(x, y, val_x, val_y, seed)(test_x)
         metrics = classification_metrics(test_y, probabilities, classes)
@@ -71,6 +72,8 @@ def run_span(config_path: Path, span: float, seeds: list[int], classifier: str, 
         predicted, s = probabilities.argmax(1), classes.index("S")
         per_record_s[seed] = {record: float((predicted[(records == record) & (test_y == s)] == s).mean())
                               for record in np.unique(records[test_y == s])}
+        wrongly_s = (predicted == s) & (test_y != s)
+        called_s[seed] = {record: int(wrongly_s[records == record].sum()) for record in np.unique(records)}
     columns = [*REPORTED, "sensitivity_S_without_232"]
     return {
         "span_s": span, "classifier": downstream.name, "run_dir": str(run.path),
@@ -78,7 +81,7 @@ def run_span(config_path: Path, span: float, seeds: list[int], classifier: str, 
                    "DS2": target_counts(test_y, classes)},
         "summary": {m: dict(zip(("mean", "low", "high"), seed_interval([per_seed[s][m] for s in seeds])))
                     for m in columns},
-        "per_seed": per_seed, "per_record_s_sensitivity": per_record_s,
+        "per_seed": per_seed, "per_record_s_sensitivity": per_record_s, "per_record_wrongly_called_s": called_s,
         "seconds": {"prepare_inputs": round(prepare_seconds, 1),
                     "train_and_test_all_seeds": round(time.perf_counter() - started - prepare_seconds, 1)},
     }

@@ -7,13 +7,15 @@ For each budget (labeled target beats drawn from the recipe's training patients)
 adopt the shipped source model, run every method of `transfer.methods`, sample, evaluate;
 each stage is timed, and cached stages are reused (a rerun only redoes what changed).
 Writes benchmarks/results/transfer_mitdb_svdb.json (every row and stage time), .md (the
-README tables) and _budgets.png (macro-F1 against the budget): per method and budget,
-macro-F1, S and V sensitivity/PPV and macro AUROC of "target real + synthetic", with the
-seed interval, and MMD, Fréchet distance and memorized share of its samples; the real-data
-arms of the same budget as reference rows; TGDP against the untransferred source model's
-samples per seed (paired: the same classifier seeds); TGDP's ratio diagnostics per budget;
-the real-data arms next to those of the 1 s-window run (`transfer_mitdb_svdb_1s_windows.json`,
-kept from before the context windows); and the seconds each stage took.
+README tables) and, with several budgets, _budgets.png (macro-F1 against the budget): per
+method and budget, macro-F1, S and V sensitivity/PPV and macro AUROC of "target real +
+synthetic", with the seed interval, and MMD, Fréchet distance and memorized share of its
+samples; the real-data arms of the same budget as reference rows; real + TGDP against real +
+the untransferred source model's samples, real + the fine-tuned models' and the real target
+windows alone (paired: the same classifier seeds); utility against the guidance weight w;
+TGDP's ratio diagnostics per budget; the real-data arms next to those of the 1 s-window run
+(`transfer_mitdb_svdb_1s_windows.json`, kept from before the context windows); and the
+seconds each stage took.
 """
 from __future__ import annotations
 
@@ -64,6 +66,7 @@ def run_budget(config_path: Path, budget: int, run_dir: Path, overrides: list[st
         "budget": budget,
         "ratio_diagnostics": json.loads(diagnostics.read_text()) if diagnostics.is_file() else None,
         "per_seed": metrics["utility"]["per_seed"],
+        "transfer_scale_sweep": (metrics.get("sweeps") or {}).get("transfer_scale", []),
         "run_dir": str(run.path),
         "seconds_this_call": seconds,  # ≈ 0 for stages that were cached
         "seconds_when_computed": {stage: entry["seconds"] for stage, entry in run.manifest()["stages"].items()},
@@ -98,20 +101,43 @@ def markdown_table(results: list[dict]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def paired_table(results: list[dict], method: str = "tgdp", reference: str = "source_only") -> str:
-    """Per budget: macro-F1 of real + `method` minus real + `reference` samples, per classifier seed (paired), with
+TGDP = "target_real+synthetic:tgdp"
+# (arm, reference arm) pairs compared per classifier seed: TGDP against the untransferred source model (what the
+# guidance adds), the fine-tuning baselines, and the real target windows alone (what any samples add).
+PAIRED = tuple((TGDP, reference) for reference in ("target_real+synthetic:source_only", "target_real+synthetic:finetune",
+                                                   "target_real+synthetic:finetune_partial", "target_real"))
+
+
+def paired_table(results: list[dict], pairs: tuple[tuple[str, str], ...] = PAIRED) -> str:
+    """Per budget and pair: macro-F1 of the arm minus that of the reference arm, per classifier seed (paired), with
     the Student-t 95% interval of the mean difference."""
-    lines = [f"| budget | macro-F1 ({method}) − macro-F1 ({reference}) [95% seeds] | {method} higher at |",
-             "|---|---|---|"]
+    lines = ["| budget | arm − reference | macro-F1 difference [95% seeds] | arm higher at |", "|---|---|---|---|"]
     for result in results:
         seeds = result["per_seed"]
-        a, b = seeds.get(f"target_real+synthetic:{method}"), seeds.get(f"target_real+synthetic:{reference}")
-        if a is None or b is None:
-            continue
-        differences = [a[s]["macro_f1"] - b[s]["macro_f1"] for s in a]
-        mean, low, high = seed_interval(differences)
-        lines.append(f"| {result['budget']} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] | "
-                     f"{sum(d > 0 for d in differences)} of {len(differences)} seeds |")
+        for arm, reference in pairs:
+            a, b = seeds.get(arm), seeds.get(reference)
+            if a is None or b is None:
+                continue
+            differences = [a[s]["macro_f1"] - b[s]["macro_f1"] for s in a]
+            mean, low, high = seed_interval(differences)
+            name = f"{_short(arm)} − {_short(reference)}"
+            lines.append(f"| {result['budget']} | {name} | {mean:+.3f} [{low:+.3f}, {high:+.3f}] | "
+                         f"{sum(d > 0 for d in differences)} of {len(differences)} seeds |")
+    return "\n".join(lines) + "\n"
+
+
+def _short(arm: str) -> str:
+    """`target_real+synthetic:tgdp` → `real + tgdp`."""
+    return arm.replace("target_real+synthetic:", "real + ").replace("target_real", "real alone")
+
+
+def transfer_scale_table(results: list[dict]) -> str:
+    """Per budget: macro-F1 of real + a guided method's samples at each guidance weight w (w = 0: the source model)."""
+    lines = ["| budget | method | w | macro-F1 [95% seeds] |", "|---|---|---|---|"]
+    for result in results:
+        for row in result.get("transfer_scale_sweep", []):
+            lines.append(f"| {result['budget']} | {row['method']} | {row['transfer_scale']:g} | {row['macro_f1']:.3f} "
+                         f"[{row['macro_f1_low']:.3f}, {row['macro_f1_high']:.3f}] |")
     return "\n".join(lines) + "\n"
 
 
@@ -198,13 +224,15 @@ def main() -> None:
               "cpu_count": os.cpu_count(), "machine": platform.machine(), "budgets": results}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".json").write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
-    table = (markdown_table(results) + "\nTGDP against the untransferred source model's samples, paired by classifier "
-             "seed:\n\n" + paired_table(results) + "\nTGDP's ratio diagnostics:\n\n" + diagnostics_table(results)
+    table = (markdown_table(results) + "\nReal + TGDP samples against other arms, paired by classifier seed:\n\n"
+             + paired_table(results) + "\nUtility against the guidance weight w (samples drawn again at each w; nothing retrained):\n\n"
+             + transfer_scale_table(results) + "\nTGDP's ratio diagnostics:\n\n" + diagnostics_table(results)
              + "\nReal-data arms, 1 s windows (the run before context windows) against 4 s:\n\n"
              + window_comparison_table(results, args.out.parent / "transfer_mitdb_svdb_1s_windows.json")
              + "\nSeconds per stage (2-core CPU unless stated):\n\n" + stage_seconds_table(results))
     args.out.with_suffix(".md").write_text(table)
-    budget_figure(results, args.out.parent / f"{args.out.name}_budgets.png")
+    if len(results) > 1:
+        budget_figure(results, args.out.parent / f"{args.out.name}_budgets.png")
     print(table)
 
 

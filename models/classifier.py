@@ -99,7 +99,7 @@ def train_classifier(
     torch.manual_seed(settings.seed)  # dropout
     model.to(device)
     signal, features = torch.as_tensor(x.signal, dtype=torch.float32), torch.as_tensor(x.features, dtype=torch.float32)
-    y_t = torch.as_tensor(np.asarray(y), dtype=torch.long)
+    y_t = torch.tensor(np.asarray(y), dtype=torch.long)  # a copy: y may be a read-only memory map
     weights = 1.0 / torch.bincount(y_t).clamp(min=1).float()[y_t]  # equal probability per class
     steps = settings.steps_per_epoch or max(1, len(y_t) // settings.batch_size)
     optimizer = torch.optim.AdamW(model.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)

@@ -321,10 +321,11 @@ def _augment(args) -> None:
         raise ConfigError(f"--target-share must be positive and --max-per-class at least 0, got {args.target_share} "
                           f"and {args.max_per_class}")
     augment(args.target, args.out, source_model=pretrained_path(args.source_model), method=args.method,
-            n_per_class=args.n_per_class, target_share=args.target_share, max_per_class=args.max_per_class, fmt=args.format,
-            labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz, resample=args.resample,
-            min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
-            seed=args.seed, device=args.device, work_dir=args.work_dir, overrides=tuple(args.overrides))
+            n_per_class=args.n_per_class, target_share=args.target_share, max_per_class=args.max_per_class,
+            fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz,
+            resample=args.resample, min_per_class=args.min_per_class, source_per_class=args.source_per_class,
+            sampling_steps=args.steps, seed=args.seed, device=args.device, work_dir=args.work_dir,
+            overrides=tuple(args.overrides))
 
 
 def _run(args) -> None:

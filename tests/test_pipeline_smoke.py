@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from data.store import read_cohort
+from models.generate import DiffusionModel
+from models.model_card import x0_clip_for
 from pipeline.cli import main
 from tests.conftest import REPO
 
@@ -101,6 +103,8 @@ def test_run_writes_both_cohorts_with_the_documented_layout(tiny_run):
     assert {"simulate.source", "simulate.target", "ingest", "train-source", "transfer.finetune"} <= set(manifest["stages"])
     log = (run_dir / "models/source/log.csv").read_text().splitlines()
     assert log[0].startswith("step,loss") and len(log) == 3
+    card = DiffusionModel.load(run_dir / "models/source/model.pt").card  # samplers clip x̂_0 at the card's level
+    assert card.clip_x0 == pytest.approx(x0_clip_for(source.normalized(source.split("train").windows)), rel=1e-5)
 
 
 def test_run_samples_every_method_and_writes_the_report(tiny_run):

@@ -25,6 +25,7 @@ def test_pretrained_model_samples_beat_windows_of_every_class():
     card = model.card
     assert model.classes == ["N", "S", "V"] and card.leads == ("MLII",) and card.fs_hz == 128.0
     assert card.window_s == 4.0 and card.anchor_s == 2.0 and card.unet["anchor"] == 0.5
+    assert 7 < card.clip_x0 < 15  # 1.5 × the 99.9th percentile of |x| of its normalized training windows
     labels = np.repeat([0, 1, 2], 8)
     windows = model.to_mv(generate(model.denoiser(), model.schedule, labels, (1, 512), steps=25, seed=0))
     assert windows.shape == (24, 1, 512) and np.isfinite(windows).all()

@@ -15,6 +15,13 @@ ESTIMATORS = ("time_classifier", "regression")  # TGDP's estimators of log h (mo
 NEAR_PERFECT_AUROC = 0.99  # above this the held-out domains barely overlap: the ratio is unreliable there
 
 
+def _require(settings, rules: dict[str, bool]) -> None:
+    """Raise one ValueError naming every rule (message → whether it holds) that `settings` breaks."""
+    broken = [rule for rule, holds in rules.items() if not holds]
+    if broken:
+        raise ValueError(f"invalid {settings}: " + "; ".join(broken))
+
+
 @dataclass(frozen=True)
 class UNetConfig:
     """Network shape; saved inside checkpoints so that sampling needs only the checkpoint."""
@@ -41,8 +48,6 @@ class UNetConfig:
             raise ValueError(f"UNetConfig: leads, num_classes and res_blocks must be >= 1, got {self}")
         if self.anchor is not None and not (0 <= self.anchor <= 1 and self.anchor_width > 0):
             raise ValueError(f"UNetConfig: anchor must lie in [0, 1] and anchor_width be > 0, got {self}")
-
-
 
 
 @dataclass
@@ -81,11 +86,7 @@ class TrainConfig:
             "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
             "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,
         }
-        broken = [rule for rule, holds in rules.items() if not holds]
-        if broken:
-            raise ValueError(f"invalid {self}: " + "; ".join(broken))
-
-
+        _require(self, rules)
 
 
 @dataclass
@@ -113,8 +114,6 @@ class ClassifierTraining:
                              "weight_decay, gain_jitter, noise >= 0")
 
 
-
-
 @dataclass
 class DomainTraining:
     """How a domain classifier is trained (binary cross-entropy, AdamW), and early stopped when held-out
@@ -135,8 +134,6 @@ class DomainTraining:
                 or not 0 <= self.min_lr_ratio <= 1 or self.patience < 0:
             raise ValueError(f"invalid {self}: steps, batch_size and val_every must be >= 1, lr > 0, weight_decay "
                              ">= 0, min_lr_ratio in [0, 1], patience >= 0")
-
-
 
 
 @dataclass
@@ -172,11 +169,7 @@ class GuidanceTraining:
             "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
             "scale_decay must be in [0, 1)": 0 <= self.scale_decay < 1,
         }
-        broken = [rule for rule, holds in rules.items() if not holds]
-        if broken:
-            raise ValueError(f"invalid {self}: " + "; ".join(broken))
-
-
+        _require(self, rules)
 
 
 @dataclass

@@ -55,6 +55,18 @@ def spiky_ecg(fs_hz: float, duration_s: float, beats: list[int], leads: int = 1,
 
 
 @pytest.fixture
+def one_thread_and_seeded_init():
+    """One CPU thread (tests share the machine with long runs) and seeded weight initialization (the global
+    generator), both restored afterwards so no other test sees a difference."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
 def tiny_record(tmp_path):
     """A 20 s, 250 Hz record with a beat each second (N, with one V and one A)."""
     fs = 250.0

@@ -31,16 +31,7 @@ SHIFT = 1.0  # target mean; the source is N(0, 1)
 NO_REGULARIZERS = {"eta_cycle": 0.0, "eta_consistency": 0.0}  # the plain regression of h_ψ on r
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_seeded_init():
-    """One CPU thread (tests share the machine with long runs) and seeded weight initialization (the global
-    generator), both restored afterwards so no other test sees a difference."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_seeded_init")
 
 
 def _seed(seed: int = 0) -> torch.Generator:

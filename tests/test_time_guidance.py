@@ -27,14 +27,7 @@ from models.tgdp_transfer import TGDPSettings, fit_tgdp
 SCHEDULE = NoiseSchedule.cosine()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread_and_seeded_init():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    with torch.random.fork_rng():
-        torch.manual_seed(0)
-        yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread_and_seeded_init")
 
 
 def _mlp(width: int = 32) -> NetConfig:

@@ -101,7 +101,7 @@ def main() -> None:
     torch.manual_seed(0)
     card = DiffusionModel.load(args.checkpoint).card  # the network's shape and schedule (weights: seeded random)
     shape = (len(card.leads), round(card.window_s * card.fs_hz))
-    net = UNet1D(card.unet_config())
+    net = card.new_network()
     schedule = card.noise_schedule()
     flops = forward_flops(net, shape)
     net.to(device)

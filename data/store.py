@@ -39,9 +39,9 @@ class Cohort:
     def classes(self) -> list[str]:
         return list(self.info["classes"])
 
-    def split(self, name: str) -> Cohort:
-        """The windows of one split ("train", "val" or "test"), loaded into memory."""
-        return self._rows(np.flatnonzero(self.meta["split"].to_numpy() == name))
+    def split(self, *names: str) -> Cohort:
+        """The windows of one split ("train", "val" or "test"), or of several, loaded into memory."""
+        return self._rows(np.flatnonzero(self.meta["split"].isin(names).to_numpy()))
 
     def subsample(self, max_windows: int, seed: int) -> Cohort:
         """At most `max_windows` windows drawn at random without replacement (seeded), kept in their order.

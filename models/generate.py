@@ -18,7 +18,7 @@ from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from models.density_ratio import DomainClassifier, NetConfig
 from models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
 from models.model_card import ModelCard, ModelCardError
-from models.samplers import DenoiserFn, classifier_free_guidance, sample
+from models.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, DenoiserFn, classifier_free_guidance, sample
 from models.schedule import NoiseSchedule
 from models.transfer import domain_guidance
 from models.unet import UNet1D
@@ -82,7 +82,7 @@ class DiffusionModel:
         """(leads, samples) of one window: the shape the network generates."""
         return self.card.window_shape
 
-    def sample_mv(self, labels: np.ndarray, *, sampler: str = "dpmpp_sde", steps: int = 25, seed: int = 0,
+    def sample_mv(self, labels: np.ndarray, *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS, seed: int = 0,
                   batch_size: int = 256, cfg_scale: float = 1.0, transfer_scale: float | None = None,
                   progress: bool = False) -> np.ndarray:
         """Windows [len(labels), leads, T] in mV for class indices `labels`, sampled with `generate`."""
@@ -93,9 +93,13 @@ class DiffusionModel:
 
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Undo the per-lead normalization: x · std + mean, as float32 [N, leads, T] in mV."""
-        stats = self.card.normalization
-        mean, std = (np.asarray(stats[key], dtype=np.float32)[:, None] for key in ("mean", "std"))
-        return (np.asarray(x, dtype=np.float32) * std + mean).astype(np.float32)
+        return to_mv(x, self.card.normalization)
+
+
+def to_mv(x: Tensor | np.ndarray, normalization: dict) -> np.ndarray:
+    """Normalized windows x [N, leads, T] back in mV: x · std + mean with a card's per-lead `normalization`."""
+    mean, std = (np.asarray(normalization[key], dtype=np.float32)[:, None] for key in ("mean", "std"))
+    return (np.asarray(x, dtype=np.float32) * std + mean).astype(np.float32)
 
 
 def _guidance(payload: dict, device) -> tuple[LogHFn, tuple[int, int]]:
@@ -109,7 +113,7 @@ def _guidance(payload: dict, device) -> tuple[LogHFn, tuple[int, int]]:
 
 
 def _frozen_unet(card: ModelCard, ema: dict, device: torch.device | str) -> UNet1D:
-    net = UNet1D(card.unet_config())
+    net = card.new_network()
     net.load_state_dict(ema["weights"])
     return net.to(device).eval().requires_grad_(False)
 
@@ -144,8 +148,8 @@ def generate(
     labels: np.ndarray,
     shape: tuple[int, int],
     *,
-    sampler: str = "dpmpp_sde",
-    steps: int = 25,
+    sampler: str = DEFAULT_SAMPLER,
+    steps: int = DEFAULT_STEPS,
     seed: int = 0,
     batch_size: int = 256,
     device: torch.device | str = "cpu",

@@ -14,7 +14,7 @@ from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import metadata
 
 from models.schedule import NoiseSchedule
-from models.unet import UNetConfig
+from models.unet import UNet1D, UNetConfig
 
 X0_CLIP_PERCENTILE, X0_CLIP_MARGIN = 99.9, 1.5
 
@@ -99,6 +99,10 @@ class ModelCard:
 
     def noise_schedule(self) -> NoiseSchedule:
         return NoiseSchedule.from_card(self.schedule)
+
+    def new_network(self) -> UNet1D:
+        """An untrained U-Net of this card's shape (its parameterization needs the schedule)."""
+        return UNet1D(self.unet_config(), self.noise_schedule())
 
     def window_description(self) -> dict:
         """What a cohort.json of this model's windows says about them (fs_hz, window_s, anchor_s, leads, ...)."""

@@ -26,6 +26,7 @@ from models.schedule import NoiseSchedule
 # there instead of at ᾱ = 0 changes the marginal by less than 1% of the data scale. The linear schedule
 # (λ_{T−1} = −5.06) starts at T−1 as before.
 LOGSNR_START = -5.1
+DEFAULT_SAMPLER, DEFAULT_STEPS = "dpmpp_sde", 25  # every sampling entry point's defaults (README: the sampler)
 DenoiserFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x_t [B, C, L], t [B] long, y [B] long) -> ε [B, C, L]
 
 
@@ -140,7 +141,8 @@ def ddim_sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[i
 
 
 def dpmpp_sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
-                 generator: torch.Generator, steps: int = 25, spacing: str = "logsnr", clip_x0: float | None = None,
+                 generator: torch.Generator, steps: int = DEFAULT_STEPS, spacing: str = "logsnr",
+                 clip_x0: float | None = None,
                  device: torch.device | str | None = None, progress: bool = False) -> Tensor:
     """DPM-Solver++(2M), Lu et al. 2022 Alg. 2 (data prediction), first order on the first and final step.
 
@@ -155,7 +157,7 @@ def dpmpp_sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[
 
 
 def dpmpp_sde_sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
-                     generator: torch.Generator, steps: int = 25, spacing: str = "logsnr",
+                     generator: torch.Generator, steps: int = DEFAULT_STEPS, spacing: str = "logsnr",
                      clip_x0: float | None = None, device: torch.device | str | None = None,
                      progress: bool = False) -> Tensor:
     """SDE-DPM-Solver++(2M), Lu et al. 2022 (DPM-Solver++) App. B; diffusers' "sde-dpmsolver++".
@@ -202,7 +204,7 @@ SAMPLERS = tuple(_SAMPLERS)
 
 
 def sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,
-           sampler: str = "dpmpp", steps: int = 25, eta: float = 0.0, generator: torch.Generator,
+           sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS, eta: float = 0.0, generator: torch.Generator,
            clip_x0: float | None = None, device: torch.device | str | None = None, progress: bool = False) -> Tensor:
     """Draw x_0 [B, C, L] for `labels` [B] with the named sampler (one of SAMPLERS)."""
     if sampler not in _SAMPLERS:

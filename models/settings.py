@@ -13,6 +13,7 @@ from typing import ClassVar
 
 ESTIMATORS = ("time_classifier", "regression")  # TGDP's estimators of log h (models.tgdp_transfer)
 NEAR_PERFECT_AUROC = 0.99  # above this the held-out domains barely overlap: the ratio is unreliable there
+PREDICTIONS = ("epsilon", "v")  # the U-Net's output parameterizations (models.unet)
 
 
 def _require(settings, rules: dict[str, bool]) -> None:
@@ -38,6 +39,8 @@ class UNetConfig:
     anchor: float | None = None  # beat windows: where the labeled beat sits, as a fraction of the window; adds a
     #                              Gaussian marker channel there (width `anchor_width`, a fraction of the window too)
     anchor_width: float = 0.02
+    prediction: str = "epsilon"  # what the network's raw output is: "epsilon" (Ho et al. 2020) or "v" = α ε − σ x_0
+    #                              (Salimans & Ho 2022); UNet1D returns ε either way (module models.unet)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mults", tuple(self.channel_mults))  # a TOML/JSON list round-trips
@@ -48,6 +51,8 @@ class UNetConfig:
             raise ValueError(f"UNetConfig: leads, num_classes and res_blocks must be >= 1, got {self}")
         if self.anchor is not None and not (0 <= self.anchor <= 1 and self.anchor_width > 0):
             raise ValueError(f"UNetConfig: anchor must lie in [0, 1] and anchor_width be > 0, got {self}")
+        if self.prediction not in PREDICTIONS:
+            raise ValueError(f"UNetConfig: prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
 
 
 @dataclass
@@ -67,6 +72,7 @@ class TrainConfig:
     ema_decay: float = 0.999          # the EMA weights are validated, kept in best.pt and sampled from
     grad_clip: float = 1.0            # max global gradient norm; 0 disables (the norm is still logged)
     label_dropout: float = 0.1        # classifier-free: replace y with the null class with this probability
+    min_snr_gamma: float = 0.0        # Min-SNR-γ loss weight min(1, γ/SNR_t) on the ε-MSE (Hang et al. 2023); 0: uniform
     class_balanced: bool = True       # sample batches with equal class probability (rare S/V beats)
     log_every: int = 50
     val_every: int = 500              # validation loss (EMA weights, fixed seeded t and noise: comparable across evaluations)
@@ -79,9 +85,9 @@ class TrainConfig:
         rules = {
             "steps, batch_size, log_every, val_every, checkpoint_every must be >= 1":
                 min(self.steps, self.batch_size, self.log_every, self.val_every, self.checkpoint_every) >= 1,
-            "lr, warmup_steps, weight_decay, grad_clip, early_stopping_patience, seed must be >= 0":
+            "lr, warmup_steps, weight_decay, grad_clip, early_stopping_patience, min_snr_gamma, seed must be >= 0":
                 min(self.lr, self.warmup_steps, self.weight_decay, self.grad_clip, self.early_stopping_patience,
-                    self.seed) >= 0,
+                    self.min_snr_gamma, self.seed) >= 0,
             "label_dropout must be in [0, 1)": 0 <= self.label_dropout < 1,
             "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
             "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,

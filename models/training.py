@@ -6,10 +6,16 @@ weights and log rows as one that never stopped. The learning rate is a function 
 
     out_dir/checkpoint.pt  model (raw weights), ema (EMA.state_dict(); sample from its "weights"),
                            optimizer, rng (one dict per rank), train_config, card (the caller's
-                           model card, verbatim), step, seconds, best_val_loss, bad_validations, stopped_early
-    out_dir/best.pt        ema, step, val_loss, train_config, card at the best validation loss
-    out_dir/log.csv        step, loss, lr, grad_norm, val_loss, seconds; loss and grad_norm are means
-                           over the steps since the previous row, seconds the training time so far
+                           model card, verbatim), step, seconds, best_score, bad_validations, stopped_early
+    out_dir/best.pt        ema, step, score, selected_on, train_config, card at the best validation
+    out_dir/log.csv        step, loss, lr, grad_norm, val_loss, seconds and a monitor's columns; loss and
+                           grad_norm are means over the steps since the previous row, seconds the training
+                           time so far
+
+Which validation is best: the lowest held-out ε-MSE, or, given a `Monitor`, the lowest value of the
+monitor's score on samples of the EMA weights. A diffusion model's held-out loss is a poor guide to
+its samples (on unseen patients it mostly measures patient shift): the first 4 s source model stopped
+at its loss minimum after less than one pass over its data and made spiky windows.
 """
 from __future__ import annotations
 
@@ -20,6 +26,7 @@ import time
 import warnings
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
@@ -34,6 +41,15 @@ from models.ema import EMA
 from models.settings import TrainConfig
 
 LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "val_loss", "seconds")
+
+
+class Monitor(Protocol):
+    """Judges the EMA weights at each validation (on rank 0), e.g. by the quality of their samples."""
+
+    columns: tuple[str, ...]  # the log columns its result fills
+    score: str  # the column that chooses best.pt and drives early stopping: lower is better
+
+    def __call__(self, model: nn.Module) -> dict[str, float]: ...
 # these change logging, validation or stopping but no update, so a resumed run may change them
 _MAY_CHANGE_ON_RESUME = frozenset({"steps", "log_every", "val_every", "checkpoint_every", "early_stopping_patience"})
 _BATCHES, _NOISE, _MODEL, _VALIDATION = range(4)  # independent random streams, see _seed
@@ -44,7 +60,8 @@ class TrainResult:
     """How a `train_diffusion` call ended; `seconds` is this call's wall time."""
 
     steps_done: int
-    best_val_loss: float | None
+    best_score: float | None  # of what chose best.pt: the validation loss, or the monitor's score
+    selected_on: str
     stopped_early: bool
     checkpoint: Path
     seconds: float
@@ -56,7 +73,7 @@ class _Progress:
 
     step: int = 0
     seconds: float = 0.0              # training time up to the checkpoint, summed over resumes
-    best_val_loss: float | None = None
+    best_score: float | None = None   # the best validation's val_loss, or monitor score
     bad_validations: int = 0          # validations since the best one
     stopped_early: bool = False
     loss_sum: float = 0.0             # since the last log row, so a resumed run's next row averages the same steps
@@ -73,10 +90,18 @@ def lr_factor(step: int, config: TrainConfig) -> float:
     return config.min_lr_ratio + (1 - config.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor, eps: Tensor) -> Tensor:
+def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor, eps: Tensor,
+                   min_snr_gamma: float = 0.0) -> Tensor:
     """Ho et al. 2020 eq. 14: mean ‖ε − ε_θ(α_t x0 + σ_t ε, t, y)‖² over x0, eps [B, leads, T], t, y [B]; in float32
-    also when the model ran under autocast."""
-    return F.mse_loss(model(schedule.add_noise(x0, eps, t), t, y).float(), eps)
+    also when the model ran under autocast. With γ > 0 each window's term is weighted by min(1, γ / SNR_t), the
+    Min-SNR-γ weighting (Hang et al. 2023, eq. 9: min(SNR, γ) on the x_0 error, which is the ε error / SNR), so the
+    nearly clean timesteps, which a network learns first, stop dominating the gradient."""
+    squared = (model(schedule.add_noise(x0, eps, t), t, y).float() - eps) ** 2
+    if min_snr_gamma <= 0:
+        return squared.mean()
+    alpha, sigma = schedule.alpha(t), schedule.sigma(t)
+    weight = (min_snr_gamma / (alpha / sigma) ** 2).clamp(max=1.0)
+    return (squared.mean(dim=tuple(range(1, squared.ndim))) * weight).mean()
 
 
 @torch.no_grad()
@@ -137,11 +162,13 @@ def cleanup_distributed() -> None:
 def train_diffusion(
     model: nn.Module, schedule, train_x: Tensor, train_y: Tensor, config: TrainConfig, out_dir: Path, *,
     val_x: Tensor | None = None, val_y: Tensor | None = None, device: torch.device | str = "cpu",
-    card: dict | None = None, progress: bool = True,
+    card: dict | None = None, progress: bool = True, monitor: Monitor | None = None,
 ) -> TrainResult:
-    """Train `model` (ε-prediction, eq. 14) on train_x [N, leads, T] float, train_y [N] long; resume from
+    """Train `model` (an ε function, eq. 14) on train_x [N, leads, T] float, train_y [N] long; resume from
     out_dir/checkpoint.pt when it exists (return at once if that run reached `steps` or stopped early).
-    Under an initialized process group the model runs in DDP and rank 0 alone writes files."""
+    Validations (every config.val_every steps) need val_x and val_y, or a `monitor`, or both; best.pt holds
+    the best one (module docstring). Under an initialized process group the model runs in DDP and rank 0
+    alone writes files."""
     started = time.perf_counter()
     _check_windows(train_x, train_y, "train")
     if (val_x is None) != (val_y is None):
@@ -152,21 +179,26 @@ def train_diffusion(
     device = _resolve(device)
     # dropout inside the model draws from the global generators: fork them, give them back untouched
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device.index], device_type=device.type):
-        run = _Run(model, schedule, config, Path(out_dir), device, card or {}, (train_x, train_y, val_x, val_y))
+        run = _Run(model, schedule, config, Path(out_dir), device, card or {}, (train_x, train_y, val_x, val_y),
+                   monitor)
         if run.checkpoint_path.exists():
             run.resume()
         run.loop(progress)
     p = run.progress
-    return TrainResult(p.step, p.best_val_loss, p.stopped_early, run.checkpoint_path, time.perf_counter() - started)
+    return TrainResult(p.step, p.best_score, run.selected_on, p.stopped_early, run.checkpoint_path,
+                       time.perf_counter() - started)
 
 
 class _Run:
     """The state of one training call; its methods are the steps of the loop."""
 
     def __init__(self, model: nn.Module, schedule, config: TrainConfig, out_dir: Path, device: torch.device,
-                 card: dict, data: tuple):
+                 card: dict, data: tuple, monitor: Monitor | None):
         self.schedule, self.config, self.out_dir, self.device, self.card = schedule, config, out_dir, device, card
         self.train_x, self.train_y, self.val_x, self.val_y = data
+        self.monitor = monitor
+        self.selected_on = "val_loss" if monitor is None else monitor.score
+        self.columns = LOG_COLUMNS + (() if monitor is None else tuple(monitor.columns))
         self.sampler = WindowSampler(self.train_y, config.class_balanced)
         self.checkpoint_path, self.log_path = out_dir / "checkpoint.pt", out_dir / "log.csv"
         self.started, self.progress, self.saved_step = time.perf_counter(), _Progress(), None
@@ -187,7 +219,7 @@ class _Run:
         """Train until config.steps or early stopping; a finished run does nothing."""
         config, p = self.config, self.progress
         if self.rank == 0:
-            _truncate_log(self.log_path, p.step)
+            _truncate_log(self.log_path, p.step, self.columns)
         bar = tqdm(total=config.steps, initial=min(p.step, config.steps), desc="train", unit="step",
                    disable=not show_progress or self.rank != 0)
         while p.step < config.steps and not p.stopped_early:
@@ -195,10 +227,11 @@ class _Run:
             loss, grad_norm = self.train_step(self.sampler.draw(config.batch_size, self.generators["batches"]), lr)
             p.step, p.steps_since_row = p.step + 1, p.steps_since_row + 1
             p.loss_sum, p.grad_norm_sum = p.loss_sum + loss, p.grad_norm_sum + grad_norm
-            val_loss = self.validate() if self.val_x is not None and p.step % config.val_every == 0 else None
-            if p.step % config.log_every == 0 or val_loss is not None:
+            validates = (self.val_x is not None or self.monitor is not None) and p.step % config.val_every == 0
+            validation = self.validate() if validates else {}
+            if p.step % config.log_every == 0 or validates:
                 bar.set_postfix(loss=f"{p.loss_sum / p.steps_since_row:.4f}", refresh=False)
-                self.write_row(lr, val_loss)
+                self.write_row(lr, validation)
             if p.step % config.checkpoint_every == 0 or p.step == config.steps or p.stopped_early:
                 self.save()
             bar.update()
@@ -215,7 +248,7 @@ class _Run:
             y = torch.where(dropped.to(y.device), self.null_class, y)
         x0, y, t, eps = (v.to(self.device, non_blocking=True) for v in (x0, y, t, eps))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
-            loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps)
+            loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps, self.config.min_snr_gamma)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or math.inf)
@@ -235,35 +268,45 @@ class _Run:
         self.ema.update(self.model)
         return loss_value, grad_norm_value
 
-    def validate(self) -> float:
-        """EMA validation loss (rank 0 computes, every rank receives it); updates best.pt and early stopping."""
-        loss, p = 0.0, self.progress
+    def validate(self) -> dict[str, float]:
+        """The EMA weights' validation loss and monitor columns (rank 0 computes, every rank receives the score);
+        updates best.pt and early stopping."""
+        p, results = self.progress, {}
         if self.rank == 0:
-            generator = torch.Generator().manual_seed(_seed(self.config.seed, 0, _VALIDATION))
-            loss = validation_loss(self.ema.module, self.schedule, self.val_x, self.val_y, self.config.batch_size,
-                                   generator, self.device)
+            if self.val_x is not None:
+                generator = torch.Generator().manual_seed(_seed(self.config.seed, 0, _VALIDATION))
+                results["val_loss"] = validation_loss(self.ema.module, self.schedule, self.val_x, self.val_y,
+                                                      self.config.batch_size, generator, self.device)
+            if self.monitor is not None:  # its random draws must not move the training streams (exact resume)
+                with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device.index],
+                                           device_type=self.device.type):
+                    results |= self.monitor(self.ema.module)
+        score = results.get(self.selected_on, 0.0)
         if self.world > 1:
-            shared = torch.tensor([loss], dtype=torch.float64, device=self.device)
+            shared = torch.tensor([score], dtype=torch.float64, device=self.device)
             dist.broadcast(shared, src=0)
-            loss = shared.item()
-        if p.best_val_loss is None or loss < p.best_val_loss:
-            p.best_val_loss, p.bad_validations = loss, 0
+            score = shared.item()
+        if not math.isfinite(score):
+            raise FloatingPointError(f"validation at step {p.step}: {self.selected_on} is {score}")
+        if p.best_score is None or score < p.best_score:
+            p.best_score, p.bad_validations = score, 0
             if self.rank == 0:
                 save_checkpoint(self.out_dir / "best.pt", {"ema": self.ema.state_dict(), "step": p.step,
-                                "val_loss": loss, "train_config": asdict(self.config), "card": self.card})
+                                "score": score, "selected_on": self.selected_on,
+                                "train_config": asdict(self.config), "card": self.card})
         else:
             p.bad_validations += 1
             p.stopped_early = 0 < self.config.early_stopping_patience <= p.bad_validations
-        return loss
+        return results
 
-    def write_row(self, lr: float, val_loss: float | None) -> None:
+    def write_row(self, lr: float, validation: dict[str, float]) -> None:
         p = self.progress
         row = {"step": p.step, "loss": p.loss_sum / p.steps_since_row, "lr": lr,
-               "grad_norm": p.grad_norm_sum / p.steps_since_row, "val_loss": "" if val_loss is None else val_loss,
-               "seconds": round(self.seconds(), 3)}
+               "grad_norm": p.grad_norm_sum / p.steps_since_row, "seconds": round(self.seconds(), 3)}
+        row |= {column: validation.get(column, "") for column in self.columns if column not in row}
         p.loss_sum, p.grad_norm_sum, p.steps_since_row = 0.0, 0.0, 0
         if self.rank == 0:
-            _append_row(self.log_path, row)
+            _append_row(self.log_path, row, self.columns)
 
     def seconds(self) -> float:
         return self.progress.seconds + time.perf_counter() - self.started
@@ -357,7 +400,7 @@ def _check_windows(x: Tensor, y: Tensor, name: str) -> None:
         raise ValueError(f"{name}_y must hold integer class indices, got {y.dtype}")
 
 
-def _truncate_log(path: Path, step: int) -> None:
+def _truncate_log(path: Path, step: int, columns: tuple[str, ...]) -> None:
     """Keep the complete rows up to `step`: later ones came from a killed run's tail, which is repeated."""
     if not path.exists():
         return
@@ -366,17 +409,17 @@ def _truncate_log(path: Path, step: int) -> None:
                 if None not in row.values() and row.get("step", "").isdigit() and int(row["step"]) <= step]
     temporary = path.with_name(f".{path.name}.tmp")
     with temporary.open("w", newline="") as file:
-        writer = csv.DictWriter(file, LOG_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(file, columns, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     os.replace(temporary, path)
 
 
-def _append_row(path: Path, row: dict) -> None:
+def _append_row(path: Path, row: dict, columns: tuple[str, ...]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     with path.open("a", newline="") as file:
-        writer = csv.DictWriter(file, LOG_COLUMNS)
+        writer = csv.DictWriter(file, columns)
         if new:
             writer.writeheader()
         writer.writerow(row)

@@ -11,17 +11,18 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from models.model_card import ModelCard
 from models.samplers import DenoiserFn
-from models.unet import UNet1D, UNetConfig
+from models.unet import UNet1D
 
 # The parts of UNet1D that finetune_partial trains: the input convolution, the output
 # head and the class embedding.
 PARTIAL_FINETUNE_MODULES = ("stem", "out", "class_emb")
 
 
-def trainable_copy(weights: dict[str, Tensor], unet: dict) -> UNet1D:
-    """A fresh U-Net holding `weights` (e.g. the source EMA), ready to train."""
-    net = UNet1D(UNetConfig(**unet))
+def trainable_copy(weights: dict[str, Tensor], card: ModelCard) -> UNet1D:
+    """A U-Net of the card's shape holding `weights` (e.g. the source EMA), ready to train."""
+    net = card.new_network()
     net.load_state_dict(weights)
     return net.train().requires_grad_(True)
 

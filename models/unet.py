@@ -13,6 +13,12 @@ over the window, is concatenated to the input to tell it where it is; in a 4 s c
 window that ramp changes too little per sample to pin one beat among five (a model with it
 alone put a QRS at the anchor in 30% of its samples), so an anchor channel, a Gaussian marker
 at the labeled beat, tells it which beat the class label is about.
+
+The network always returns ε, whatever its raw output means (`UNetConfig.prediction`). With "v"
+(Salimans & Ho 2022 §4, v = α_t ε − σ_t x_0) the raw output F is turned into ε = α_t F + σ_t x_t, so
+x̂_0 = α_t x_t − σ_t F never divides by α_t: at the start of sampling (α ≈ 0.006) an ε-predictor's error
+reaches x̂_0 multiplied by σ/α ≈ 160, which is where the first 4 s models' spikes came from. Samplers,
+guidance and the training loss see an ε-predictor either way.
 """
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from models.schedule import NoiseSchedule
 from models.settings import UNetConfig
 
 _HEAD_DIM = 32  # attention channels per head
@@ -82,11 +89,19 @@ class SelfAttention(nn.Module):
 
 
 class UNet1D(nn.Module):
-    """1D U-Net ε_θ(x_t, t, y) for ε-prediction (Ho et al. 2020 eq. 14), with a null class for CFG."""
+    """1D U-Net ε_θ(x_t, t, y) (Ho et al. 2020 eq. 14), with a null class for CFG; v-parameterized inside when
+    config.prediction is "v", which needs the noise schedule that α_t and σ_t come from."""
 
-    def __init__(self, config: UNetConfig) -> None:
+    def __init__(self, config: UNetConfig, schedule: NoiseSchedule | None = None) -> None:
         super().__init__()
         self.config = config
+        if config.prediction == "v":
+            if schedule is None:
+                raise ValueError("UNet1D: prediction 'v' needs the noise schedule (α_t and σ_t turn v into ε)")
+            abar = schedule.alphas_cumprod
+            # not in the state dict: the checkpoint's model card rebuilds the schedule
+            self.register_buffer("alpha_table", abar.sqrt().float(), persistent=False)
+            self.register_buffer("sigma_table", (1 - abar).sqrt().float(), persistent=False)
         c, g, p = config.base_channels, config.groups, config.dropout
         emb_dim = 4 * c
         widths = [c * m for m in config.channel_mults]
@@ -125,8 +140,9 @@ class UNet1D(nn.Module):
         return self.config.num_classes
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
-        """x_t [B, leads, L] (any L), t [B] int or float timesteps, y [B] long in [0, num_classes] → ε [B, leads, L]."""
-        length = x.shape[-1]
+        """x_t [B, leads, L] (any L), t [B] integer timesteps (float ones for ε-prediction only), y [B] long in
+        [0, num_classes] → ε [B, leads, L]."""
+        x_t, length = x, x.shape[-1]
         position = torch.linspace(-1.0, 1.0, length, device=x.device, dtype=x.dtype)
         if self.config.position_channel:
             x = torch.cat([x, position.expand(len(x), 1, length)], dim=1)
@@ -150,4 +166,11 @@ class UNet1D(nn.Module):
             for block in blocks:
                 h = block(h, emb)
             h = upsample(h)
-        return self.out(h)[..., :length]
+        out = self.out(h)[..., :length]
+        if self.config.prediction == "epsilon":
+            return out
+        if t.is_floating_point():
+            raise TypeError(f"a v-prediction U-Net takes integer timesteps, got dtype {t.dtype}")
+        # ε = α_t v + σ_t x_t (from x_t = α_t x_0 + σ_t ε and v = α_t ε − σ_t x_0)
+        alpha, sigma = self.alpha_table[t.long()][:, None, None], self.sigma_table[t.long()][:, None, None]
+        return alpha.to(out.dtype) * out + sigma.to(out.dtype) * x_t

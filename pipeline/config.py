@@ -170,6 +170,8 @@ class DiffusionModelConfig(_Strict):
     dropout: float = Field(_UNET["dropout"], ge=0, lt=1)
     groups: int = Field(_UNET["groups"], gt=0)
     position_channel: bool = _UNET["position_channel"]
+    prediction: Literal["epsilon", "v"] = Field(_UNET["prediction"], description="what the network outputs: ε, or "
+                                                "v = α ε − σ x_0, which keeps x̂_0 bounded at high noise")
     anchor_channel: bool = Field(True, description="beat windows: mark the labeled beat with an input channel (the "
                                  "network then knows which of the window's beats the class is about)")
     schedule: Literal["cosine", "linear"] = "cosine"
@@ -184,6 +186,11 @@ class SourceModelConfig(_Strict):
                                     "(models/pretrained/<name>) or a path; '' trains anew")
     model: DiffusionModelConfig = DiffusionModelConfig()
     training: TrainConfig = TrainConfig()
+    selection: Literal["samples", "val_loss"] = Field(
+        "samples", description="which validation's EMA weights are kept: 'samples' (those whose samples a "
+        "discriminator tells least well from training windows; README: the source model) or 'val_loss'")
+    selection_windows_per_class: int = Field(64, gt=9, description="'samples': windows per class drawn at each "
+                                             "validation")
 
     @field_validator("pretrained", mode="before")
     @classmethod

@@ -16,7 +16,7 @@ from models.schedule import NoiseSchedule
 from models.training import train_diffusion
 from models.unet import UNet1D, UNetConfig
 from pipeline.config import Config, ConfigError
-from pipeline.distributed import on_main_rank, rank_device
+from pipeline.distributed import is_main_rank, on_main_rank, rank_device
 from pipeline.rundir import RunDir, fingerprint_files
 
 
@@ -60,16 +60,32 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
         for name, part in (("train", train), ("val", val))
     }
     card = card_for_cohort(cohort.info, unet, schedule, x0_clip_for(tensors["train"][0].numpy()))
+    device = resolve_device(config.device)
     result = train_diffusion(
-        seeded_unet(unet, config.seed), schedule, *tensors["train"], replace(settings.training, seed=config.seed),
-        out_dir, val_x=tensors["val"][0], val_y=tensors["val"][1], device=resolve_device(config.device),
-        card=card.to_dict(),
+        seeded_unet(unet, schedule, config.seed), schedule, *tensors["train"], replace(settings.training, seed=config.seed),
+        out_dir, val_x=tensors["val"][0], val_y=tensors["val"][1], device=device, card=card.to_dict(),
+        monitor=_sample_monitor(settings, cohort, card, config.seed, device),
     )
     on_main_rank(save_model_file, out_dir, checkpoint)
-    print(f"train-source: {result.steps_done} steps, best validation loss {result.best_val_loss}, → {checkpoint}")
+    print(f"train-source: {result.steps_done} steps, best {result.selected_on} {result.best_score}, → {checkpoint}")
     on_main_rank(run.record_stage, "train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
-                 steps=result.steps_done, best_val_loss=result.best_val_loss, stopped_early=result.stopped_early)
+                 steps=result.steps_done, best_score=result.best_score, selected_on=result.selected_on,
+                 stopped_early=result.stopped_early)
     return checkpoint
+
+
+def _sample_monitor(settings, cohort, card: ModelCard, seed: int, device):
+    """The judge of `selection = "samples"` on rank 0 (None otherwise): samples scored against the source cohort's
+    training windows and its val patients (the test patients stay out of model selection)."""
+    if settings.selection != "samples" or not is_main_rank():
+        return None
+    if card.anchor_s is None:
+        raise ConfigError("source_model.selection = 'samples' needs beat windows; use 'val_loss' for record crops")
+    from evaluation.generator_quality import SampleQualityMonitor, reference_from_cohort
+
+    n = settings.selection_windows_per_class
+    reference = reference_from_cohort(cohort, n, held_out=("val",), seed=seed, device=device)
+    return SampleQualityMonitor(reference, card, n, seed=seed)
 
 
 def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule, clip_x0: float | None) -> ModelCard:
@@ -83,12 +99,12 @@ def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule, clip_
     )
 
 
-def seeded_unet(unet: UNetConfig, seed: int) -> UNet1D:
+def seeded_unet(unet: UNetConfig, schedule: NoiseSchedule, seed: int) -> UNet1D:
     """A U-Net whose initial weights come from `seed`, not from whatever state the global generator is in (a fresh
     process seeds it at random); the global generator is left as it was."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return UNet1D(unet)
+        return UNet1D(unet, schedule)
 
 
 def prepare_out_dir(out_dir: Path, fingerprint: str, force: bool) -> None:

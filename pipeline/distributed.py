@@ -34,6 +34,11 @@ def under_torchrun() -> bool:
     return "RANK" in os.environ and "WORLD_SIZE" in os.environ
 
 
+def is_main_rank() -> bool:
+    """True on rank 0 of torchrun's processes, and in a process torchrun did not start."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 @contextlib.contextmanager
 def process_group() -> Iterator[None]:
     """Join torchrun's process group for the block (NCCL on cuda:LOCAL_RANK, else gloo); stdout on rank 0 alone."""

@@ -124,10 +124,10 @@ def _train_on_target(config: Config, method: str, source: dict, card: ModelCard,
                      device) -> None:
     """target_only: the source architecture from scratch; finetune(_partial): from the source EMA weights."""
     if method == "target_only":
-        net = seeded_unet(card.unet_config(), config.seed)
+        net = seeded_unet(card.unet_config(), card.noise_schedule(), config.seed)
         settings = replace(config.transfer.target_only, seed=config.seed)
     else:
-        net = trainable_copy(source["ema"]["weights"], card.unet)
+        net = trainable_copy(source["ema"]["weights"], card)
         if method == "finetune_partial":
             freeze_except(net, PARTIAL_FINETUNE_MODULES)
         settings = replace(config.transfer.finetune, seed=config.seed)
@@ -150,7 +150,7 @@ def _fit_tgdp(config: Config, source: dict, card: ModelCard, source_train, sourc
     source_pool, source_held_out = (
         (torch.from_numpy(part.normalized()), torch.tensor(part.meta["label_index"].to_numpy()))
         for part in (source_train, source_val))
-    frozen = trainable_copy(source["ema"]["weights"], card.unet).to(device).eval().requires_grad_(False)
+    frozen = trainable_copy(source["ema"]["weights"], card).to(device).eval().requires_grad_(False)
     fit = fit_tgdp(
         frozen, card.noise_schedule(), source_pool, data["train"], _tgdp_settings(config),
         source_val=source_held_out if len(source_val.meta) else None, target_val=data["val"],

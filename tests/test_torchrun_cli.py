@@ -113,7 +113,7 @@ def _one_process_with_all_ranks_batches(run_dir: Path, saved: dict) -> dict[str,
     x, y = torch.from_numpy(cohort.normalized(train.windows)), torch.tensor(train.meta["label_index"].to_numpy())
     schedule = card.noise_schedule()
     assert card.unet["dropout"] == 0  # so the global generator, which dropout would draw from, plays no part
-    model = seeded_unet(card.unet_config(), config.seed)  # the stage's initial weights
+    model = seeded_unet(card.unet_config(), card.noise_schedule(), config.seed)  # the stage's initial weights
     optimizer = torch.optim.AdamW(_param_groups(model, config.weight_decay), lr=config.lr)
     sampler = WindowSampler(y, config.class_balanced)
     streams = [{name: torch.Generator().manual_seed(_seed(config.seed, rank, stream))

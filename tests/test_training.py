@@ -113,7 +113,7 @@ def test_loss_goes_down_and_global_rng_is_left_alone(tmp_path):
     first, last = float(rows[0]["loss"]), (float(rows[-1]["loss"]) + float(rows[-2]["loss"])) / 2
     assert last < 0.6 * first
     assert [r["step"] for r in rows if r["val_loss"]] == ["100", "200"]
-    assert result.steps_done == 200 and result.best_val_loss == float(rows[-1]["val_loss"]) < float(rows[4]["val_loss"])
+    assert result.steps_done == 200 and result.best_score == float(rows[-1]["val_loss"]) < float(rows[4]["val_loss"])
 
 
 def test_killed_run_resumes_to_the_uninterrupted_one(tmp_path):
@@ -132,10 +132,10 @@ def test_killed_run_resumes_to_the_uninterrupted_one(tmp_path):
     assert_same_tensors(whole["model"], again["model"])
     assert_same_tensors(whole["model"], resumed.state_dict())
     assert_same_tensors(whole["ema"]["weights"], again["ema"]["weights"])
-    assert whole["best_val_loss"] == again["best_val_loss"]
+    assert whole["best_score"] == again["best_score"]
     assert log_rows(tmp_path / "whole") == log_rows(tmp_path / "killed")
     best = [load_checkpoint(tmp_path / run / "best.pt") for run in ("whole", "killed")]
-    assert best[0]["step"] == best[1]["step"] and best[0]["val_loss"] == best[1]["val_loss"]
+    assert best[0]["step"] == best[1]["step"] and best[0]["score"] == best[1]["score"]
     assert_same_tensors(best[0]["ema"]["weights"], best[1]["ema"]["weights"])
 
 

@@ -23,11 +23,11 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from models.generate import DiffusionModel
-from models.samplers import sample
-from models.schedule import NoiseSchedule
-from models.unet import UNet1D
-from pipeline.shipped import SHIPPED_MODEL_NAME, SHIPPED_SOURCE_MODEL
+from ecg_tgdp.models.generate import DiffusionModel
+from ecg_tgdp.models.samplers import sample
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.unet import UNet1D
+from ecg_tgdp.pipeline.shipped import SHIPPED_MODEL_NAME, SHIPPED_SOURCE_MODEL
 
 
 def forward_flops(net: UNet1D, shape: tuple[int, int]) -> int:

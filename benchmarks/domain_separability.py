@@ -24,13 +24,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from data.store import read_cohort
-from evaluation.classifier_inputs import WindowGeometry
-from evaluation.downstream import DownstreamClassifier
-from evaluation.report import json_ready
-from evaluation.utility import class_indices, classification_metrics, seed_interval
-from models.classifier import ClassifierTraining
-from models.density_ratio import (
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry
+from ecg_tgdp.evaluation.downstream import DownstreamClassifier
+from ecg_tgdp.evaluation.report import json_ready
+from ecg_tgdp.evaluation.utility import class_indices, classification_metrics, seed_interval
+from ecg_tgdp.models.classifier import ClassifierTraining
+from ecg_tgdp.models.density_ratio import (
     DomainClassifier,
     DomainTraining,
     HeldOut,
@@ -38,11 +38,11 @@ from models.density_ratio import (
     domain_logits,
     train_domain_classifier,
 )
-from models.ratio_diagnostics import bands_table, binary_scores, choose_t_min, scores_by_band
-from models.schedule import NoiseSchedule
-from pipeline.config import load_config
-from pipeline.rundir import RunDir
-from pipeline.stages import ingest_stage
+from ecg_tgdp.models.ratio_diagnostics import bands_table, binary_scores, choose_t_min, scores_by_band
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.pipeline.config import load_config
+from ecg_tgdp.pipeline.rundir import RunDir
+from ecg_tgdp.pipeline.stages import ingest_stage
 
 
 def tensors(cohort, split: str, max_windows: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:

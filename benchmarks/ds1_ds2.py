@@ -24,14 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from data.store import read_cohort
-from evaluation.classifier_inputs import WindowGeometry
-from evaluation.downstream import BUILTIN, load_downstream
-from evaluation.report import json_ready
-from evaluation.utility import class_indices, classification_metrics, seed_interval
-from pipeline.config import load_config
-from pipeline.rundir import RunDir
-from pipeline.stages import ingest_stage
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry
+from ecg_tgdp.evaluation.downstream import BUILTIN, load_downstream
+from ecg_tgdp.evaluation.report import json_ready
+from ecg_tgdp.evaluation.utility import class_indices, classification_metrics, seed_interval
+from ecg_tgdp.pipeline.config import load_config
+from ecg_tgdp.pipeline.rundir import RunDir
+from ecg_tgdp.pipeline.stages import ingest_stage
 
 # Gross statistics as published (%), inter-patient DS1 → DS2 (issue 11's table).
 PUBLISHED = (

@@ -45,14 +45,14 @@ import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor, nn
 
-from models import gmm
-from models.density_ratio import DomainTraining, cosine_lr_factor
-from models.guidance import guided_denoiser_from_log_h
-from models.samplers import DenoiserFn, sample
-from models.schedule import NoiseSchedule
-from models.tgdp import GuidanceTraining
-from models.tgdp_transfer import TGDPSettings, fit_tgdp
-from models.unet import timestep_embedding
+from ecg_tgdp.models import gmm
+from ecg_tgdp.models.density_ratio import DomainTraining, cosine_lr_factor
+from ecg_tgdp.models.guidance import guided_denoiser_from_log_h
+from ecg_tgdp.models.samplers import DenoiserFn, sample
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.tgdp import GuidanceTraining
+from ecg_tgdp.models.tgdp_transfer import TGDPSettings, fit_tgdp
+from ecg_tgdp.models.unet import timestep_embedding
 
 METHODS = ("tgdp", "tgdp_regression", "finetune", "target_only")
 BASELINES = ("finetune", "target_only")

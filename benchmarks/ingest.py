@@ -17,9 +17,9 @@ from pathlib import Path
 
 import wfdb
 
-from data.ingest import list_wfdb_records, read_records
-from data.labels import AAMI_SYMBOL_TO_CLASS
-from data.wfdb_beats import read_beat_windows
+from ecg_tgdp.data.ingest import list_wfdb_records, read_records
+from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
+from ecg_tgdp.data.wfdb_beats import read_beat_windows
 
 
 def bare_read(path: Path) -> int:

@@ -26,13 +26,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from data.rhythm import beat_context
-from data.store import read_cohort
-from evaluation.classifier_inputs import WindowGeometry
-from evaluation.downstream import DownstreamClassifier
-from evaluation.fidelity import rhythm_distance
-from models.classifier import ClassifierTraining
-from models.generate import DiffusionModel, generate
+from ecg_tgdp.data.rhythm import beat_context
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry
+from ecg_tgdp.evaluation.downstream import DownstreamClassifier
+from ecg_tgdp.evaluation.fidelity import rhythm_distance
+from ecg_tgdp.models.classifier import ClassifierTraining
+from ecg_tgdp.models.generate import DiffusionModel, generate
 
 
 def classifier_on_real(cohort, seed: int) -> tuple[DownstreamClassifier, callable]:

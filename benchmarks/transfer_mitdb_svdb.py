@@ -28,15 +28,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from evaluation.report import json_ready
-from evaluation.utility import seed_interval
-from pipeline import stages
-from pipeline.config import load_config
-from pipeline.diffusion_stages import train_source_stage
-from pipeline.evaluate_stage import evaluate_stage
-from pipeline.rundir import RunDir
-from pipeline.sample_stage import sample_stage
-from pipeline.transfer_stage import transfer_stage
+from ecg_tgdp.evaluation.report import json_ready
+from ecg_tgdp.evaluation.utility import seed_interval
+from ecg_tgdp.pipeline import stages
+from ecg_tgdp.pipeline.config import load_config
+from ecg_tgdp.pipeline.diffusion_stages import train_source_stage
+from ecg_tgdp.pipeline.evaluate_stage import evaluate_stage
+from ecg_tgdp.pipeline.rundir import RunDir
+from ecg_tgdp.pipeline.sample_stage import sample_stage
+from ecg_tgdp.pipeline.transfer_stage import transfer_stage
 
 REAL_ARMS = ("target_real", "source_real+target_real", "source_real")
 UTILITY_COLUMNS = ("macro_f1", "macro_auroc", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V")
@@ -176,7 +176,7 @@ def window_comparison_table(results: list[dict], before: Path) -> str:
 
 def budget_figure(results: list[dict], path: Path) -> None:
     """Macro-F1 [seed interval] against the labeled target budget, one line per arm (`figures.budget_sweep`)."""
-    from evaluation import figures
+    from ecg_tgdp.evaluation import figures
 
     rows = []
     for result in results:

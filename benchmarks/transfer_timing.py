@@ -18,11 +18,11 @@ from pathlib import Path
 
 import torch
 
-from pipeline import stages
-from pipeline.config import TRANSFER_METHODS, load_config
-from pipeline.diffusion_stages import resolve_device, train_source_stage
-from pipeline.rundir import RunDir
-from pipeline.transfer_stage import transfer_stage
+from ecg_tgdp.pipeline import stages
+from ecg_tgdp.pipeline.config import TRANSFER_METHODS, load_config
+from ecg_tgdp.pipeline.diffusion_stages import resolve_device, train_source_stage
+from ecg_tgdp.pipeline.rundir import RunDir
+from ecg_tgdp.pipeline.transfer_stage import transfer_stage
 
 
 def main() -> None:

@@ -16,9 +16,9 @@ from zipfile import BadZipFile
 import numpy as np
 import pandas as pd
 
-from data import preprocess
-from data.plausibility import check_amplitude
-from data.records import RecordError, RecordWindows
+from ecg_tgdp.data import preprocess
+from ecg_tgdp.data.plausibility import check_amplitude
+from ecg_tgdp.data.records import RecordError, RecordWindows
 
 
 @dataclass

@@ -8,10 +8,10 @@ import numpy as np
 import pandas as pd
 import wfdb
 
-from data.arrays import CSV_DESCRIPTION
-from data.atomic import staged_directory
-from data.store import write_cohort
-from data.wfdb_io import PREPROCESSED_COMMENT
+from ecg_tgdp.data.arrays import CSV_DESCRIPTION
+from ecg_tgdp.data.atomic import staged_directory
+from ecg_tgdp.data.store import write_cohort
+from ecg_tgdp.data.wfdb_io import PREPROCESSED_COMMENT
 
 # Annotation symbol written for each AAMI class (its most common MIT-BIH symbol).
 CLASS_TO_SYMBOL: dict[str, str] = {"N": "N", "S": "A", "V": "V", "F": "F", "Q": "Q"}

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import wfdb
 
-from data.ingest import list_wfdb_records
-from data.records import RecordError
-from data.wfdb_io import read_header
+from ecg_tgdp.data.ingest import list_wfdb_records
+from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.wfdb_io import read_header
 
 
 class FetchError(Exception):

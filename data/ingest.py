@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from data.records import RecordError, RecordWindows
+from ecg_tgdp.data.records import RecordError, RecordWindows
 
 RecordTask = tuple[str, Callable[[], RecordWindows]]
 

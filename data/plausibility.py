@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.records import RecordError
+from ecg_tgdp.data.records import RecordError
 
 # Robust amplitude (99th percentile of |x − median|, about the R-wave height) of a band-passed ECG lead:
 # real leads sit between about 0.1 and 5 mV; outside this range the units are wrong (µV read as mV, volts).

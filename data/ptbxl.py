@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data import preprocess
-from data.plausibility import check_amplitude
-from data.records import RecordError, RecordWindows
-from data.wfdb_io import read_header, read_leads
+from ecg_tgdp.data import preprocess
+from ecg_tgdp.data.plausibility import check_amplitude
+from ecg_tgdp.data.records import RecordError, RecordWindows
+from ecg_tgdp.data.wfdb_io import read_header, read_leads
 
 PTBXL_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import wfdb
 
-from data.atomic import staged_directory
-from data.simulation_spec import CohortShift, SimulationSpec
+from ecg_tgdp.data.atomic import staged_directory
+from ecg_tgdp.data.simulation_spec import CohortShift, SimulationSpec
 
 WFDB_SYMBOL = {"N": "N", "S": "A", "V": "V", "F": "F"}  # AAMI class -> MIT-BIH beat code
 

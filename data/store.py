@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.atomic import staged_directory, write_json
+from ecg_tgdp.data.atomic import staged_directory, write_json
 
 REQUIRED_META = ("record", "patient", "label", "label_index", "split", "sample_index")
 REQUIRED_INFO = ("fs_hz", "window_s", "leads", "classes", "normalization", "counts")

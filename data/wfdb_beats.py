@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from data import preprocess
-from data.labels import NON_BEAT_SYMBOLS
-from data.plausibility import check_amplitude
-from data.records import RecordError, RecordWindows
-from data.rhythm import ANCHOR_SEARCH_S
-from data.wfdb_io import read_annotations, read_header, read_leads
+from ecg_tgdp.data import preprocess
+from ecg_tgdp.data.labels import NON_BEAT_SYMBOLS
+from ecg_tgdp.data.plausibility import check_amplitude
+from ecg_tgdp.data.records import RecordError, RecordWindows
+from ecg_tgdp.data.rhythm import ANCHOR_SEARCH_S
+from ecg_tgdp.data.wfdb_io import read_annotations, read_header, read_leads
 
 # Beats sit on their QRS complex when the steepest slope within ±0.4 s lies within ANCHOR_SEARCH_S of the annotation:
 # for 78-100% of a record's beats in mitdb (MLII) and svdb (ECG1), 69-100% in simulated records; for 17-40% when the

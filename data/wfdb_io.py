@@ -11,7 +11,7 @@ import numpy as np
 import wfdb
 from wfdb.io._signal import BYTES_PER_SAMPLE
 
-from data.records import RecordError
+from ecg_tgdp.data.records import RecordError
 
 # A header comment that marks windows written by `data.export`: already band-passed (and synthetic, or not).
 PREPROCESSED_COMMENT = "ecg-tgdp preprocessed"

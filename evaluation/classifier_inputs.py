@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from data.rhythm import BeatContext, beat_context
-from models.classifier import ClassifierInputs
+from ecg_tgdp.data.rhythm import BeatContext, beat_context
+from ecg_tgdp.models.classifier import ClassifierInputs
 
 RR_SCALE = 0.2  # log-RR ratios are divided by this
 AMPLITUDE_FLOOR_MV = 0.05  # added to the template's peak amplitude before dividing by it

@@ -23,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal, stats
 
-from evaluation.distances import subsample
+from ecg_tgdp.evaluation.distances import subsample
 
 MEASUREMENTS = ("r_amplitude_mv", "qrs_ms", "rr_prev_ms", "qt_ms")
 

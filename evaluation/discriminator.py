@@ -17,7 +17,7 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from evaluation.distances import subsample
+from ecg_tgdp.evaluation.distances import subsample
 
 
 def discriminator_auroc(

@@ -25,8 +25,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from evaluation.classifier_inputs import PreparedInputs, WindowGeometry
-from models.classifier import ClassifierInputs, ClassifierTraining, classifier_for, predict, train_classifier
+from ecg_tgdp.evaluation.classifier_inputs import PreparedInputs, WindowGeometry
+from ecg_tgdp.models.classifier import ClassifierInputs, ClassifierTraining, classifier_for, predict, train_classifier
 
 BUILTIN = "ecg-tgdp"
 FACTORY_ARGUMENTS = ("leads", "samples", "num_classes", "fs_hz")

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from evaluation.figures import METHOD_PALETTE, REAL_COLOR, real_limits
+from ecg_tgdp.evaluation.figures import METHOD_PALETTE, REAL_COLOR, real_limits
 
 MM_PER_S = 25.0
 MM_PER_MV = 10.0

@@ -18,10 +18,10 @@ import numpy as np
 import torch
 from scipy import stats
 
-from evaluation.clinical import MEASUREMENTS, compare_measurements
-from evaluation.discriminator import discriminator_auroc
-from evaluation.distances import frechet_distance, mmd_rbf, prdc, welch_psd_distance
-from models.classifier import (
+from ecg_tgdp.evaluation.clinical import MEASUREMENTS, compare_measurements
+from ecg_tgdp.evaluation.discriminator import discriminator_auroc
+from ecg_tgdp.evaluation.distances import frechet_distance, mmd_rbf, prdc, welch_psd_distance
+from ecg_tgdp.models.classifier import (
     ClassifierInputs,
     ClassifierTraining,
     ECGClassifier,

@@ -28,21 +28,22 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import f1_score
 
-from data.rhythm import detect_r_peaks
-from data.store import Cohort
-from evaluation.classifier_inputs import PreparedInputs, WindowGeometry
-from evaluation.discriminator import discriminator_auroc
-from evaluation.downstream import DownstreamClassifier
-from evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
-from models.classifier import ClassifierTraining, ECGClassifier, predict
-from models.generate import generate, to_mv
-from models.model_card import ModelCard
-from models.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS
+from ecg_tgdp.data.rhythm import detect_r_peaks
+from ecg_tgdp.data.store import Cohort
+from ecg_tgdp.evaluation.classifier_inputs import PreparedInputs, WindowGeometry
+from ecg_tgdp.evaluation.discriminator import discriminator_auroc
+from ecg_tgdp.evaluation.downstream import DownstreamClassifier
+from ecg_tgdp.evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
+from ecg_tgdp.models.classifier import ClassifierTraining, ECGClassifier, predict
+from ecg_tgdp.models.generate import generate, to_mv
+from ecg_tgdp.models.model_card import ModelCard
+from ecg_tgdp.models.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 EXCURSION_GUARD_S = 0.15  # the labeled beat's QRS: deflections this close to the anchor are the beat itself
 EXCURSION_PERCENTILE = 99.0
 JUDGE_WINDOWS_PER_CLASS = 3000  # training windows the judge learns from, per class at most
 HELD_OUT_PER_CLASS = 1000  # held-out windows scored against, per class at most (the discriminator reads ≤ 1000)
+MIN_DISCRIMINATOR_WINDOWS = 10  # per side and class: the discriminator's 5-fold cross-validation needs a few per fold
 JUDGE_TRAINING = ClassifierTraining(epochs=10, steps_per_epoch=100)  # no early stopping: held-out patients stay unseen
 
 
@@ -70,7 +71,8 @@ class QualityReference:
     held_out: LabeledWindows  # windows of patients the generator never saw
     floor: LabeledWindows  # training patients' windows, n per class: the best any generator of them can do
     train_other: LabeledWindows  # other training windows: the judge learns from them, `discriminator_auroc_train`
-    judge: ECGClassifier  # the project's classifier trained on `train_other`; embeds (encoder) and assigns classes
+    judge: ECGClassifier | None  # the project's classifier trained on `train_other`; embeds (encoder) and assigns
+    #                              classes; None for a reference that only monitors training
     excursion_threshold: np.ndarray  # [classes] mV, EXCURSION_PERCENTILE of the judge's training windows
     prepared: PreparedInputs  # classifier inputs, computed once per array
 
@@ -80,10 +82,10 @@ class QualityReference:
 
 
 def reference_from_cohort(cohort: Cohort, n_per_class: int, *, held_out: Sequence[str] = ("val", "test"),
-                          seed: int = 0, device="cpu") -> QualityReference:
+                          seed: int = 0, judge: bool = True, device="cpu") -> QualityReference:
     """The reference of a beat-window cohort: the `held_out` splits' patients scored against, `n_per_class` floor
-    windows per class from train, and a judge trained on up to JUDGE_WINDOWS_PER_CLASS other train windows per
-    class (fixed length, no early stopping: every held-out patient stays unseen)."""
+    windows per class from train, and (`judge`) a judge trained on up to JUDGE_WINDOWS_PER_CLASS other train
+    windows per class (fixed length, no early stopping: every held-out patient stays unseen)."""
     geometry = WindowGeometry.of(cohort.info)
     if geometry.anchor is None:
         raise ValueError(f"{cohort.info.get('name', 'cohort')}: generator quality needs beat windows (an anchor)")
@@ -92,20 +94,27 @@ def reference_from_cohort(cohort: Cohort, n_per_class: int, *, held_out: Sequenc
     floor_rows, judge_rows = [], []
     for k in range(len(cohort.classes)):
         rows = rng.permutation(np.flatnonzero(train.labels == k))
-        if len(rows) < n_per_class + 10:
+        needed = n_per_class + (MIN_DISCRIMINATOR_WINDOWS if judge else 0)
+        if len(rows) < needed:
             raise ValueError(f"class {cohort.classes[k]!r} has {len(rows)} training windows; the floor needs "
-                             f"{n_per_class} and the judge at least 10 more")
+                             f"{n_per_class} and the judge at least {MIN_DISCRIMINATOR_WINDOWS} more")
         floor_rows.append(rows[:n_per_class])
         judge_rows.append(rows[n_per_class:n_per_class + JUDGE_WINDOWS_PER_CLASS])
     floor, judge_train = (_take(train, np.sort(np.concatenate(rows))) for rows in (floor_rows, judge_rows))
     held = _per_class_subsample(_labeled(cohort.split(*held_out)), HELD_OUT_PER_CLASS, rng)
     prepared = PreparedInputs(geometry)
     judge = train_encoder(prepared(judge_train.windows), judge_train.labels, None, None, seed,
-                          num_classes=len(cohort.classes), settings=JUDGE_TRAINING, device=device)
+                          num_classes=len(cohort.classes), settings=JUDGE_TRAINING, device=device) if judge else None
     excursions = excursion(judge_train.windows, geometry.anchor, geometry.fs_hz)
     threshold = np.array([np.percentile(excursions[judge_train.labels == k], EXCURSION_PERCENTILE)
-                          for k in range(len(cohort.classes))])
+                          if (judge_train.labels == k).any() else np.nan for k in range(len(cohort.classes))])
     return QualityReference(list(cohort.classes), geometry, held, floor, judge_train, judge, threshold, prepared)
+
+
+def scoreable_classes(reference: QualityReference, min_windows: int = MIN_DISCRIMINATOR_WINDOWS) -> list[int]:
+    """The classes with at least `min_windows` training and held-out windows: those a discriminator can score."""
+    return [k for k in range(len(reference.classes))
+            if min(len(reference.train_other.of_class(k)), len(reference.held_out.of_class(k))) >= min_windows]
 
 
 def excursion(windows: np.ndarray, anchor: int, fs_hz: float) -> np.ndarray:
@@ -213,6 +222,10 @@ class SampleQualityMonitor:
                  sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS, seed: int = 0) -> None:
         self.reference, self.card, self.sampler, self.steps, self.seed = reference, card, sampler, steps, seed
         self.labels = np.repeat(np.arange(len(reference.classes)), n_per_class)
+        self.scored = scoreable_classes(reference)
+        if not self.scored:
+            raise ValueError(f"judging samples needs {MIN_DISCRIMINATOR_WINDOWS} training and held-out windows of "
+                             "some class; this cohort has fewer of every class")
 
     def __call__(self, net) -> dict[str, float]:
         device = next(net.parameters()).device
@@ -221,7 +234,7 @@ class SampleQualityMonitor:
         windows = LabeledWindows(to_mv(normalized, self.card.normalization), self.labels)
         reference, geometry = self.reference, self.reference.geometry
         auroc_train, auroc_held = [], []
-        for k in range(len(reference.classes)):
+        for k in self.scored:
             auroc_train.append(discriminator_auroc(reference.train_other.of_class(k), windows.of_class(k), self.seed))
             auroc_held.append(discriminator_auroc(reference.held_out.of_class(k), windows.of_class(k), self.seed))
         over = excursion(windows.windows, geometry.anchor, geometry.fs_hz) > reference.excursion_threshold[self.labels]

@@ -20,8 +20,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from data.atomic import staged_directory
-from evaluation.report_tables import column_groups, plain_view
+from ecg_tgdp.data.atomic import staged_directory
+from ecg_tgdp.evaluation.report_tables import column_groups, plain_view
 
 
 @dataclass

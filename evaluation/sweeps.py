@@ -16,10 +16,10 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from data.splits import labeled_budget
-from data.store import Cohort
-from evaluation.downstream import DownstreamClassifier
-from evaluation.utility import build_arms, run_utility, seed_interval
+from ecg_tgdp.data.splits import labeled_budget
+from ecg_tgdp.data.store import Cohort
+from ecg_tgdp.evaluation.downstream import DownstreamClassifier
+from ecg_tgdp.evaluation.utility import build_arms, run_utility, seed_interval
 
 
 def utility_vs_transfer_scale(source: Cohort, target: Cohort, samples: Mapping[tuple[str, float], Cohort],

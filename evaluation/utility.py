@@ -27,10 +27,10 @@ import pandas as pd
 from scipy import stats
 from tqdm.auto import tqdm
 
-from data.store import Cohort
-from evaluation.downstream import DownstreamClassifier
-from evaluation.report import json_ready
-from models.classifier import ClassifierInputs
+from ecg_tgdp.data.store import Cohort
+from ecg_tgdp.evaluation.downstream import DownstreamClassifier
+from ecg_tgdp.evaluation.report import json_ready
+from ecg_tgdp.models.classifier import ClassifierInputs
 
 
 def classification_metrics(y_true: np.ndarray, probabilities: np.ndarray, classes: Sequence[str]) -> dict[str, float]:

@@ -20,7 +20,7 @@ from sklearn.metrics import f1_score
 from torch import nn
 from torch.nn import functional as F
 
-from models.settings import ClassifierTraining
+from ecg_tgdp.models.settings import ClassifierTraining
 
 
 @dataclass

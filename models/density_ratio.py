@@ -23,9 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from models.schedule import NoiseSchedule
-from models.settings import DomainTraining
-from models.unet import timestep_embedding
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.settings import DomainTraining
+from ecg_tgdp.models.unet import timestep_embedding
 
 NET_KINDS = ("conv", "mlp")
 

@@ -14,14 +14,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from models.density_ratio import DomainClassifier, NetConfig
-from models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
-from models.model_card import ModelCard, ModelCardError
-from models.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, DenoiserFn, classifier_free_guidance, sample
-from models.schedule import NoiseSchedule
-from models.transfer import domain_guidance
-from models.unet import UNet1D
+from ecg_tgdp.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ecg_tgdp.models.density_ratio import DomainClassifier, NetConfig
+from ecg_tgdp.models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
+from ecg_tgdp.models.model_card import ModelCard, ModelCardError
+from ecg_tgdp.models.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, DenoiserFn, classifier_free_guidance, sample
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.transfer import domain_guidance
+from ecg_tgdp.models.unet import UNet1D
 
 
 @dataclass

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from models.samplers import DenoiserFn
-from models.schedule import NoiseSchedule
+from ecg_tgdp.models.samplers import DenoiserFn
+from ecg_tgdp.models.schedule import NoiseSchedule
 
 
 @dataclass(frozen=True, eq=False)  # eq=False: a tensor field has no truth value to compare by

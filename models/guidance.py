@@ -32,9 +32,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.density_ratio import ConditionedNet, DomainClassifier, NetConfig
-from models.samplers import DenoiserFn
-from models.schedule import NoiseSchedule
+from ecg_tgdp.models.density_ratio import ConditionedNet, DomainClassifier, NetConfig
+from ecg_tgdp.models.samplers import DenoiserFn
+from ecg_tgdp.models.schedule import NoiseSchedule
 
 LogHFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x_t [B, ...], t [B] long, y [B] long) -> log h [B]
 

@@ -13,8 +13,8 @@ import platform
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import metadata
 
-from models.schedule import NoiseSchedule
-from models.unet import UNet1D, UNetConfig
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
 X0_CLIP_PERCENTILE, X0_CLIP_MARGIN = 99.9, 1.5
 

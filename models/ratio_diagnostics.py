@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 from scipy import stats
 
-from models.settings import NEAR_PERFECT_AUROC
+from ecg_tgdp.models.settings import NEAR_PERFECT_AUROC
 
 CALIBRATION_BINS = 10
 

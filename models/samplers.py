@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
-from models.schedule import NoiseSchedule
+from ecg_tgdp.models.schedule import NoiseSchedule
 
 # Samplers start at the last t with λ_t = log(α_t/σ_t) ≥ −5.1 (diffusers' `lambda_min_clipped` for the cosine
 # schedule). The cosine schedule's clipped last β puts ᾱ_{T−1} near 2e-9 (λ ≈ −10): there x̂_0 = (x − σ ε̂)/α

@@ -31,11 +31,11 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from models.density_ratio import DomainClassifier, clip_ratios, cosine_lr_factor
-from models.guidance import GuidanceNet, LogHFn, grad_log_h
-from models.samplers import DenoiserFn
-from models.schedule import NoiseSchedule
-from models.settings import GuidanceTraining
+from ecg_tgdp.models.density_ratio import DomainClassifier, clip_ratios, cosine_lr_factor
+from ecg_tgdp.models.guidance import GuidanceNet, LogHFn, grad_log_h
+from ecg_tgdp.models.samplers import DenoiserFn
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.settings import GuidanceTraining
 
 TERMS = ("guidance", "cycle", "consistency")
 LOG_KEYS = ("step", *TERMS, "total", "cycle_clipped", "grad_norm", *(f"grad_share_{term}" for term in TERMS),

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from models.density_ratio import (
+from ecg_tgdp.models.density_ratio import (
     DomainClassifier,
     DomainTraining,
     HeldOut,
@@ -39,8 +39,8 @@ from models.density_ratio import (
     self_normalize,
     train_domain_classifier,
 )
-from models.guidance import GuidanceNet, LogHFn, classifier_log_h
-from models.ratio_diagnostics import (
+from ecg_tgdp.models.guidance import GuidanceNet, LogHFn, classifier_log_h
+from ecg_tgdp.models.ratio_diagnostics import (
     BandScores,
     bands_table,
     binary_scores,
@@ -49,10 +49,10 @@ from models.ratio_diagnostics import (
     effective_sample_size,
     scores_by_band,
 )
-from models.samplers import DenoiserFn
-from models.schedule import NoiseSchedule
-from models.settings import TGDPSettings
-from models.tgdp import consistency_loss, train_guidance
+from ecg_tgdp.models.samplers import DenoiserFn
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.settings import TGDPSettings
+from ecg_tgdp.models.tgdp import consistency_loss, train_guidance
 
 
 @dataclass

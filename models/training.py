@@ -36,9 +36,9 @@ from torch import Tensor, nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from models.checkpoint import CheckpointError, check_plain, load_checkpoint, rng_state, save_checkpoint, set_rng_state
-from models.ema import EMA
-from models.settings import TrainConfig
+from ecg_tgdp.models.checkpoint import CheckpointError, check_plain, load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from ecg_tgdp.models.ema import EMA
+from ecg_tgdp.models.settings import TrainConfig
 
 LOG_COLUMNS = ("step", "loss", "lr", "grad_norm", "val_loss", "seconds")
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from models.model_card import ModelCard
-from models.samplers import DenoiserFn
-from models.unet import UNet1D
+from ecg_tgdp.models.model_card import ModelCard
+from ecg_tgdp.models.samplers import DenoiserFn
+from ecg_tgdp.models.unet import UNet1D
 
 # The parts of UNet1D that finetune_partial trains: the input convolution, the output
 # head and the class embedding.

@@ -28,8 +28,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from models.schedule import NoiseSchedule
-from models.settings import UNetConfig
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.settings import UNetConfig
 
 _HEAD_DIM = 32  # attention channels per head
 

@@ -23,23 +23,23 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.arrays import array_file_rate
-from data.atomic import write_json
-from data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE, top_up_counts
-from data.export import export_windows, write_synthetic_cohort
-from data.ingest import class_counts, list_wfdb_records
-from data.plausibility import SCREEN_SPREAD, plausible_by_class
-from data.records import RecordError
-from data.splits import split_patients
-from data.store import read_cohort, write_cohort
-from data.wfdb_io import read_header
-from models.generate import DiffusionModel
-from pipeline.cohorts import anchor_of, read_cohort_windows
-from pipeline.config import Config, ConfigError, config_from_dict
-from pipeline.diffusion_stages import resolve_device
-from pipeline.rundir import RunDir, file_digest, fingerprint_files
-from pipeline.shipped import SHIPPED_SOURCE_MODEL
-from pipeline.transfer_stage import transfer_stage
+from ecg_tgdp.data.arrays import array_file_rate
+from ecg_tgdp.data.atomic import write_json
+from ecg_tgdp.data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE, top_up_counts
+from ecg_tgdp.data.export import export_windows, write_synthetic_cohort
+from ecg_tgdp.data.ingest import class_counts, list_wfdb_records
+from ecg_tgdp.data.plausibility import SCREEN_SPREAD, plausible_by_class
+from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.splits import split_patients
+from ecg_tgdp.data.store import read_cohort, write_cohort
+from ecg_tgdp.data.wfdb_io import read_header
+from ecg_tgdp.models.generate import DiffusionModel
+from ecg_tgdp.pipeline.cohorts import anchor_of, read_cohort_windows
+from ecg_tgdp.pipeline.config import Config, ConfigError, config_from_dict
+from ecg_tgdp.pipeline.diffusion_stages import resolve_device
+from ecg_tgdp.pipeline.rundir import RunDir, file_digest, fingerprint_files
+from ecg_tgdp.pipeline.shipped import SHIPPED_SOURCE_MODEL
+from ecg_tgdp.pipeline.transfer_stage import transfer_stage
 
 OUTPUT_NAME = "augmented"
 

@@ -20,14 +20,14 @@ DATABASES = ("mitdb", "svdb", "incartdb", "ptb-xl")
 EXPORT_FORMATS = ("npz", "csv", "wfdb")
 FORMAT_HELP = ("npz: arrays windows, labels, patients, fs_hz, leads; csv (one lead): label and patient columns, then "
                "one column per sample; wfdb: beat classes as one record per patient with a beat annotation per window")
-from data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE  # plain constants, no imports
+from ecg_tgdp.data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE  # plain constants, no imports
 
 # (module, class) of the exceptions that mean "this request cannot be done as asked": printed as one line. Named
 # instead of imported so that main() imports nothing; a class whose module was never imported was never raised.
 USER_ERRORS = frozenset({
-    ("pipeline.config", "ConfigError"), ("data.records", "RecordError"), ("data.store", "StoreError"),
-    ("data.fetch", "FetchError"), ("models.checkpoint", "CheckpointError"), ("builtins", "FileNotFoundError"),
-    ("pipeline.distributed", "RankZeroFailed"),
+    ("ecg_tgdp.pipeline.config", "ConfigError"), ("ecg_tgdp.data.records", "RecordError"), ("ecg_tgdp.data.store", "StoreError"),
+    ("ecg_tgdp.data.fetch", "FetchError"), ("ecg_tgdp.models.checkpoint", "CheckpointError"), ("builtins", "FileNotFoundError"),
+    ("ecg_tgdp.pipeline.distributed", "RankZeroFailed"),
 })
 
 
@@ -49,7 +49,7 @@ class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from pipeline.config import TRANSFER_METHODS
+    from ecg_tgdp.pipeline.config import TRANSFER_METHODS
 
     parser = _Parser(
         prog="ecg-tgdp", formatter_class=_HelpFormatter,
@@ -92,7 +92,7 @@ def _command(commands, name: str, text: str) -> argparse.ArgumentParser:
 
 
 def _add_fetch_command(commands) -> None:
-    from pipeline.config import DATA_ROOT_ENV, default_data_root
+    from ecg_tgdp.pipeline.config import DATA_ROOT_ENV, default_data_root
 
     fetch = _command(commands, "fetch", "download PhysioNet databases with wfdb")
     fetch.add_argument("databases", nargs="+", choices=DATABASES, metavar="DB", help=f"one of {', '.join(DATABASES)}")
@@ -104,8 +104,8 @@ def _add_fetch_command(commands) -> None:
 
 
 def _add_config_arguments(command: argparse.ArgumentParser) -> None:
-    from pipeline.config import DATA_ROOT_ENV, user_data_root
-    from pipeline.shipped import recipe_names
+    from ecg_tgdp.pipeline.config import DATA_ROOT_ENV, user_data_root
+    from ecg_tgdp.pipeline.shipped import recipe_names
 
     command.add_argument("config", metavar="CONFIG",
                          help=f"a shipped recipe ({', '.join(recipe_names())}) or the path of a TOML config")
@@ -121,7 +121,7 @@ def _add_config_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def _add_sample_command(commands) -> None:
-    from pipeline.config import EvaluationConfig
+    from ecg_tgdp.pipeline.config import EvaluationConfig
 
     sampling = EvaluationConfig.model_fields
     sample = _command(commands, "sample", "generate labeled windows from a diffusion checkpoint")
@@ -150,8 +150,8 @@ def _add_sample_command(commands) -> None:
 
 
 def _add_augment_command(commands) -> None:
-    from pipeline.config import TRANSFER_METHODS
-    from pipeline.shipped import SHIPPED_MODEL_NAME
+    from ecg_tgdp.pipeline.config import TRANSFER_METHODS
+    from ecg_tgdp.pipeline.shipped import SHIPPED_MODEL_NAME
 
     augment = _command(commands, "augment", "add synthetic windows to your own small labeled dataset, transferred "
                                             "from a source model")
@@ -237,10 +237,10 @@ def _class_mix(text: str) -> dict[str, float]:
 
 def _open(args) -> tuple:
     """The config (a recipe name or a path, with --set, --data-root and --classifier applied) and its run directory."""
-    from pipeline.config import load_config
-    from pipeline.distributed import on_main_rank
-    from pipeline.rundir import RunDir
-    from pipeline.shipped import recipe_path
+    from ecg_tgdp.pipeline.config import load_config
+    from ecg_tgdp.pipeline.distributed import on_main_rank
+    from ecg_tgdp.pipeline.rundir import RunDir
+    from ecg_tgdp.pipeline.shipped import recipe_path
 
     overrides = list(args.overrides)
     if args.data_root is not None:
@@ -252,22 +252,22 @@ def _open(args) -> tuple:
 
 
 def _fetch(args) -> None:
-    from data.fetch import fetch_database
+    from ecg_tgdp.data.fetch import fetch_database
 
     for name in args.databases:
         fetch_database(name, args.data_root, ptbxl_rate_hz=args.ptbxl_rate)
 
 
 def _simulate(args) -> None:
-    from pipeline import stages
-    from pipeline.distributed import on_main_rank
+    from ecg_tgdp.pipeline import stages
+    from ecg_tgdp.pipeline.distributed import on_main_rank
 
     on_main_rank(stages.simulate_stage, *_open(args), force=args.force)
 
 
 def _ingest(args) -> None:
-    from pipeline import stages
-    from pipeline.distributed import on_main_rank
+    from ecg_tgdp.pipeline import stages
+    from ecg_tgdp.pipeline.distributed import on_main_rank
 
     config, run = _open(args)
     on_main_rank(stages.simulate_stage, config, run, force=args.force)
@@ -275,14 +275,14 @@ def _ingest(args) -> None:
 
 
 def _train_source(args) -> None:
-    from pipeline.diffusion_stages import train_source_stage
+    from ecg_tgdp.pipeline.diffusion_stages import train_source_stage
 
     train_source_stage(*_open(args), force=args.force)
 
 
 def _sample(args) -> None:
-    from pipeline.config import ConfigError
-    from pipeline.diffusion_stages import sample_command
+    from ecg_tgdp.pipeline.config import ConfigError
+    from ecg_tgdp.pipeline.diffusion_stages import sample_command
 
     try:
         sample_command(
@@ -295,16 +295,16 @@ def _sample(args) -> None:
 
 
 def _transfer(args) -> None:
-    from pipeline.transfer_stage import transfer_stage
+    from ecg_tgdp.pipeline.transfer_stage import transfer_stage
 
     config, run = _open(args)
     transfer_stage(config, run, args.methods, force=args.force)
 
 
 def _evaluate(args) -> None:
-    from pipeline.distributed import on_main_rank
-    from pipeline.evaluate_stage import evaluate_stage
-    from pipeline.sample_stage import sample_stage
+    from ecg_tgdp.pipeline.distributed import on_main_rank
+    from ecg_tgdp.pipeline.evaluate_stage import evaluate_stage
+    from ecg_tgdp.pipeline.sample_stage import sample_stage
 
     config, run = _open(args)
     if not args.samples:
@@ -313,9 +313,9 @@ def _evaluate(args) -> None:
 
 
 def _augment(args) -> None:
-    from pipeline.augment import augment
-    from pipeline.config import ConfigError
-    from pipeline.shipped import pretrained_path
+    from ecg_tgdp.pipeline.augment import augment
+    from ecg_tgdp.pipeline.config import ConfigError
+    from ecg_tgdp.pipeline.shipped import pretrained_path
 
     if args.target_share <= 0 or args.max_per_class < 0:
         raise ConfigError(f"--target-share must be positive and --max-per-class at least 0, got {args.target_share} "
@@ -329,12 +329,12 @@ def _augment(args) -> None:
 
 
 def _run(args) -> None:
-    from pipeline import stages
-    from pipeline.diffusion_stages import train_source_stage
-    from pipeline.distributed import on_main_rank
-    from pipeline.evaluate_stage import evaluate_stage
-    from pipeline.sample_stage import sample_stage
-    from pipeline.transfer_stage import transfer_stage
+    from ecg_tgdp.pipeline import stages
+    from ecg_tgdp.pipeline.diffusion_stages import train_source_stage
+    from ecg_tgdp.pipeline.distributed import on_main_rank
+    from ecg_tgdp.pipeline.evaluate_stage import evaluate_stage
+    from ecg_tgdp.pipeline.sample_stage import sample_stage
+    from ecg_tgdp.pipeline.transfer_stage import transfer_stage
 
     config, run = _open(args)
     on_main_rank(stages.simulate_stage, config, run, force=args.force)
@@ -357,13 +357,13 @@ def _is_user_error(error: BaseException) -> bool:
 
 def _call(args: argparse.Namespace) -> None:
     """The command's handler; under torchrun inside the process group, for the commands that take a config."""
-    from pipeline.distributed import process_group, under_torchrun
+    from ecg_tgdp.pipeline.distributed import process_group, under_torchrun
 
     if not under_torchrun():
         args.handler(args)
         return
     if not getattr(args, "runs_under_torchrun", False):
-        from pipeline.config import ConfigError
+        from ecg_tgdp.pipeline.config import ConfigError
 
         raise ConfigError(f"{args.command} does not run under torchrun; start it as a single process")
     with process_group():

@@ -8,13 +8,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.arrays import read_array_windows
-from data.ingest import ReadResult, assemble, list_wfdb_records, read_records, record_name
-from data.labels import symbol_map
-from data.ptbxl import ptbxl_index, ptbxl_label, read_ptbxl_windows
-from data.records import RecordError
-from data.wfdb_beats import read_beat_windows
-from pipeline.config import CohortConfig, Config, ConfigError
+from ecg_tgdp.data.arrays import read_array_windows
+from ecg_tgdp.data.ingest import ReadResult, assemble, list_wfdb_records, read_records, record_name
+from ecg_tgdp.data.labels import symbol_map
+from ecg_tgdp.data.ptbxl import ptbxl_index, ptbxl_label, read_ptbxl_windows
+from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.wfdb_beats import read_beat_windows
+from ecg_tgdp.pipeline.config import CohortConfig, Config, ConfigError
 
 
 def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc: str) -> ReadResult:

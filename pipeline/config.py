@@ -11,8 +11,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from data.simulation_spec import CohortShift, SimulationSpec
-from models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TGDPSettings, TrainConfig, UNetConfig
+from ecg_tgdp.data.simulation_spec import CohortShift, SimulationSpec
+from ecg_tgdp.models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TGDPSettings, TrainConfig, UNetConfig
 
 if sys.version_info >= (3, 11):
     import tomllib

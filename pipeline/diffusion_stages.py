@@ -8,16 +8,16 @@ from pathlib import Path
 
 import torch
 
-from data.export import export_windows, write_synthetic_cohort
-from data.store import read_cohort
-from models.generate import DiffusionModel, labels_for_mix, save_model_file
-from models.model_card import ModelCard, x0_clip_for
-from models.schedule import NoiseSchedule
-from models.training import train_diffusion
-from models.unet import UNet1D, UNetConfig
-from pipeline.config import Config, ConfigError
-from pipeline.distributed import is_main_rank, on_main_rank, rank_device
-from pipeline.rundir import RunDir, fingerprint_files
+from ecg_tgdp.data.export import export_windows, write_synthetic_cohort
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.models.generate import DiffusionModel, labels_for_mix, save_model_file
+from ecg_tgdp.models.model_card import ModelCard, x0_clip_for
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.training import train_diffusion
+from ecg_tgdp.models.unet import UNet1D, UNetConfig
+from ecg_tgdp.pipeline.config import Config, ConfigError
+from ecg_tgdp.pipeline.distributed import is_main_rank, on_main_rank, rank_device
+from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
 
 
 def resolve_device(name: str) -> torch.device:
@@ -81,11 +81,14 @@ def _sample_monitor(settings, cohort, card: ModelCard, seed: int, device):
         return None
     if card.anchor_s is None:
         raise ConfigError("source_model.selection = 'samples' needs beat windows; use 'val_loss' for record crops")
-    from evaluation.generator_quality import SampleQualityMonitor, reference_from_cohort
+    from ecg_tgdp.evaluation.generator_quality import SampleQualityMonitor, reference_from_cohort
 
     n = settings.selection_windows_per_class
-    reference = reference_from_cohort(cohort, n, held_out=("val",), seed=seed, device=device)
-    return SampleQualityMonitor(reference, card, n, seed=seed)
+    reference = reference_from_cohort(cohort, 0, held_out=("val",), seed=seed, judge=False, device=device)
+    try:
+        return SampleQualityMonitor(reference, card, n, seed=seed)
+    except ValueError as error:
+        raise ConfigError(f"source_model.selection = 'samples': {error}; use 'val_loss'") from None
 
 
 def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule, clip_x0: float | None) -> ModelCard:
@@ -124,7 +127,7 @@ def fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
 
 def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:
     """Use a shipped model (by name or path) when it was trained for the same classes, leads and window geometry."""
-    from pipeline.shipped import pretrained_path
+    from ecg_tgdp.pipeline.shipped import pretrained_path
 
     path = pretrained_path(path)
     card = DiffusionModel.load(path).card

@@ -45,7 +45,7 @@ def process_group() -> Iterator[None]:
     global _waiting_group
     import torch.distributed as dist
 
-    from models.training import cleanup_distributed, init_distributed
+    from ecg_tgdp.models.training import cleanup_distributed, init_distributed
 
     rank, _ = init_distributed()
     try:
@@ -96,7 +96,7 @@ def rank_device(device: torch.device) -> torch.device:
     import torch
     import torch.distributed as dist
 
-    from pipeline.config import ConfigError
+    from ecg_tgdp.pipeline.config import ConfigError
 
     if device.index is None:
         return torch.device("cuda", torch.cuda.current_device())

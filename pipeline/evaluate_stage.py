@@ -16,22 +16,22 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from data.store import Cohort, read_cohort
-from evaluation import figures
-from evaluation.classifier_inputs import PreparedInputs, WindowGeometry
-from evaluation.downstream import load_downstream
-from evaluation.ecg_paper import ecg_strips
-from evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
-from evaluation.privacy import memorization
-from evaluation.report import Section, write_report
-from evaluation.report_tables import plain_view, utility_view
-from evaluation.sweeps import utility_vs_budget, utility_vs_transfer_scale
-from evaluation.utility import build_arms, class_indices, run_utility, seed_interval
-from models.classifier import ClassifierInputs
-from pipeline.config import TRANSFER_METHODS, Config, ConfigError
-from pipeline.diffusion_stages import resolve_device
-from pipeline.rundir import RunDir, fingerprint_files
-from pipeline.transfer_stage import transfer_scale_of
+from ecg_tgdp.data.store import Cohort, read_cohort
+from ecg_tgdp.evaluation import figures
+from ecg_tgdp.evaluation.classifier_inputs import PreparedInputs, WindowGeometry
+from ecg_tgdp.evaluation.downstream import load_downstream
+from ecg_tgdp.evaluation.ecg_paper import ecg_strips
+from ecg_tgdp.evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
+from ecg_tgdp.evaluation.privacy import memorization
+from ecg_tgdp.evaluation.report import Section, write_report
+from ecg_tgdp.evaluation.report_tables import plain_view, utility_view
+from ecg_tgdp.evaluation.sweeps import utility_vs_budget, utility_vs_transfer_scale
+from ecg_tgdp.evaluation.utility import build_arms, class_indices, run_utility, seed_interval
+from ecg_tgdp.models.classifier import ClassifierInputs
+from ecg_tgdp.pipeline.config import TRANSFER_METHODS, Config, ConfigError
+from ecg_tgdp.pipeline.diffusion_stages import resolve_device
+from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
+from ecg_tgdp.pipeline.transfer_stage import transfer_scale_of
 
 REFERENCE = "real:target_val"  # held-out real target patients scored like a generator: the best a method can hope for
 SUMMARY_METRICS = ("macro_f1", "balanced_accuracy", "macro_auroc")
@@ -41,7 +41,7 @@ def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None =
     """Evaluate the samples of `transfer.methods` (or `sample_dirs`); return the path of report.html."""
     started = time.time()
     cohort_dirs = [run.path / "cohorts" / name for name in ("source", "target")]
-    from pipeline.sample_stage import sweep_points, sweep_sample_name
+    from ecg_tgdp.pipeline.sample_stage import sweep_points, sweep_sample_name
 
     sweep_dirs = {} if sample_dirs else {point: run.path / "samples" / sweep_sample_name(*point)
                                          for point in sweep_points(config)}

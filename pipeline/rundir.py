@@ -9,8 +9,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-from data.atomic import write_json
-from pipeline.config import Config, dump_config
+from ecg_tgdp.data.atomic import write_json
+from ecg_tgdp.pipeline.config import Config, dump_config
 
 PACKAGES = ("ecg-tgdp", "numpy", "scipy", "pandas", "wfdb", "torch")
 

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from data.export import write_synthetic_cohort
-from models.generate import DiffusionModel
-from pipeline.config import Config, ConfigError
-from pipeline.diffusion_stages import resolve_device
-from pipeline.rundir import RunDir, fingerprint_files
-from pipeline.transfer_stage import transfer_scale_of
+from ecg_tgdp.data.export import write_synthetic_cohort
+from ecg_tgdp.models.generate import DiffusionModel
+from ecg_tgdp.pipeline.config import Config, ConfigError
+from ecg_tgdp.pipeline.diffusion_stages import resolve_device
+from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
+from ecg_tgdp.pipeline.transfer_stage import transfer_scale_of
 
 GUIDED_METHODS = ("tgdp", "domain_guidance")  # the methods with a guidance weight w to sweep
 

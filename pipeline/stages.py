@@ -6,13 +6,13 @@ from pathlib import Path
 
 import numpy as np
 
-from data import simulate
-from data.ingest import class_counts, normalization_stats
-from data.splits import labeled_budget, split_by_fold, split_patients
-from data.store import write_cohort
-from pipeline.cohorts import anchor_of, read_cohort_windows
-from pipeline.config import CohortConfig, Config, ConfigError, data_root_choices
-from pipeline.rundir import RunDir, fingerprint_files
+from ecg_tgdp.data import simulate
+from ecg_tgdp.data.ingest import class_counts, normalization_stats
+from ecg_tgdp.data.splits import labeled_budget, split_by_fold, split_patients
+from ecg_tgdp.data.store import write_cohort
+from ecg_tgdp.pipeline.cohorts import anchor_of, read_cohort_windows
+from ecg_tgdp.pipeline.config import CohortConfig, Config, ConfigError, data_root_choices
+from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
 
 
 def cohort_folder(config: Config, cohort: CohortConfig, run: RunDir) -> Path:

@@ -14,20 +14,20 @@ from pathlib import Path
 import pandas as pd
 import torch
 
-from data.atomic import write_json
-from data.store import read_cohort
-from models.checkpoint import load_checkpoint, save_checkpoint
-from models.density_ratio import DomainTraining
-from models.generate import save_model_file
-from models.model_card import ModelCard
-from models.tgdp import GuidanceTraining
-from models.tgdp_transfer import TGDPSettings, fit_tgdp
-from models.training import train_diffusion
-from models.transfer import PARTIAL_FINETUNE_MODULES, freeze_except, trainable_copy
-from pipeline.config import Config, ConfigError
-from pipeline.diffusion_stages import prepare_out_dir, resolve_device, seeded_unet
-from pipeline.distributed import on_main_rank
-from pipeline.rundir import RunDir, fingerprint_files
+from ecg_tgdp.data.atomic import write_json
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.models.checkpoint import load_checkpoint, save_checkpoint
+from ecg_tgdp.models.density_ratio import DomainTraining
+from ecg_tgdp.models.generate import save_model_file
+from ecg_tgdp.models.model_card import ModelCard
+from ecg_tgdp.models.tgdp import GuidanceTraining
+from ecg_tgdp.models.tgdp_transfer import TGDPSettings, fit_tgdp
+from ecg_tgdp.models.training import train_diffusion
+from ecg_tgdp.models.transfer import PARTIAL_FINETUNE_MODULES, freeze_except, trainable_copy
+from ecg_tgdp.pipeline.config import Config, ConfigError
+from ecg_tgdp.pipeline.diffusion_stages import prepare_out_dir, resolve_device, seeded_unet
+from ecg_tgdp.pipeline.distributed import on_main_rank
+from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
 
 
 def transfer_stage(config: Config, run: RunDir, methods: list[str] | None = None, force: bool = False) -> dict[str, Path]:

@@ -14,8 +14,8 @@ from pathlib import Path
 import torch
 from test_training import sine_windows, tiny_model  # tests/ is sys.path[0] for a script run from it
 
-from models.schedule import NoiseSchedule
-from models.training import TrainConfig, cleanup_distributed, init_distributed, train_diffusion
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.training import TrainConfig, cleanup_distributed, init_distributed, train_diffusion
 
 CONFIG = TrainConfig(steps=6, batch_size=8, lr=1e-3, warmup_steps=2, log_every=1, val_every=2, checkpoint_every=3,
                      label_dropout=0.2, ema_decay=0.9)

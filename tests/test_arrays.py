@@ -7,8 +7,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.arrays import read_array_windows
-from data.records import RecordError
+from ecg_tgdp.data.arrays import read_array_windows
+from ecg_tgdp.data.records import RecordError
 
 
 def _signals(n: int, leads: int, samples: int, fs_hz: float, seed: int = 0) -> np.ndarray:

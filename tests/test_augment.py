@@ -12,15 +12,15 @@ import pandas as pd
 import pytest
 import torch
 
-from data import simulate
-from data.balance import top_up_counts
-from data.store import read_cohort
-from models.checkpoint import save_checkpoint
-from models.generate import DiffusionModel
-from models.model_card import ModelCard
-from models.schedule import NoiseSchedule
-from models.unet import UNet1D, UNetConfig
-from pipeline.cli import main
+from ecg_tgdp.data import simulate
+from ecg_tgdp.data.balance import top_up_counts
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.models.checkpoint import save_checkpoint
+from ecg_tgdp.models.generate import DiffusionModel
+from ecg_tgdp.models.model_card import ModelCard
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.unet import UNet1D, UNetConfig
+from ecg_tgdp.pipeline.cli import main
 
 FS_HZ = 128.0
 TINY_TRANSFER = [

@@ -6,12 +6,12 @@ import numpy as np
 import pytest
 import wfdb
 
-from data.arrays import read_array_windows
-from data.labels import AAMI_SYMBOL_TO_CLASS
-from data.preprocess import invalid_samples
-from data.ptbxl import read_ptbxl_windows
-from data.records import RecordError
-from data.wfdb_beats import read_beat_windows
+from ecg_tgdp.data.arrays import read_array_windows
+from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
+from ecg_tgdp.data.preprocess import invalid_samples
+from ecg_tgdp.data.ptbxl import read_ptbxl_windows
+from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.wfdb_beats import read_beat_windows
 from tests.conftest import spiky_ecg
 
 FS = 125.0

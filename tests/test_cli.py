@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from pipeline import cli
-from pipeline.cli import build_parser, main
+from ecg_tgdp.pipeline import cli
+from ecg_tgdp.pipeline.cli import build_parser, main
 from tests.conftest import REPO
 
 HEAVY = ("torch", "scipy", "matplotlib", "pandas", "wfdb", "sklearn", "numpy")
@@ -46,9 +46,9 @@ def test_every_option_has_help_and_shows_its_default():
 
 
 def test_names_spelled_out_for_a_fast_parser_are_the_library_names():
-    from data.export import FORMATS
-    from data.fetch import DATABASES
-    from models.samplers import SAMPLERS
+    from ecg_tgdp.data.export import FORMATS
+    from ecg_tgdp.data.fetch import DATABASES
+    from ecg_tgdp.models.samplers import SAMPLERS
 
     assert set(cli.DATABASES) == set(DATABASES) and set(cli.EXPORT_FORMATS) == set(FORMATS)
     sampler = next(a for a in _subparsers(build_parser())["sample"]._actions if a.dest == "sampler")
@@ -94,10 +94,10 @@ def test_ctrl_c_while_a_handler_imports_its_stages_is_one_line(monkeypatch, caps
     class Interrupting:
         @staticmethod
         def find_spec(name, path=None, target=None):
-            if name == "pipeline.diffusion_stages":
+            if name == "ecg_tgdp.pipeline.diffusion_stages":
                 raise KeyboardInterrupt
 
-    monkeypatch.delitem(sys.modules, "pipeline.diffusion_stages", raising=False)
+    monkeypatch.delitem(sys.modules, "ecg_tgdp.pipeline.diffusion_stages", raising=False)
     monkeypatch.setattr(sys, "meta_path", [Interrupting, *sys.meta_path])
     assert main(["train-source", "quickstart"]) == 130
     assert capsys.readouterr().err == "ecg-tgdp: interrupted\n"

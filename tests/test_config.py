@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import ConfigError, EvaluationConfig, config_from_dict, default_data_root, dump_config, load_config
-from pipeline.shipped import recipe_names, recipe_path
+from ecg_tgdp.pipeline.config import ConfigError, EvaluationConfig, config_from_dict, default_data_root, dump_config, load_config
+from ecg_tgdp.pipeline.shipped import recipe_names, recipe_path
 from tests.conftest import REPO
 
 RECIPES = sorted((REPO / "configs").glob("*.toml"))
@@ -74,8 +74,8 @@ def test_config_sampler_names_are_the_samplers_models_provide():
     # config.py spells the names out so that loading a config does not import torch
     from typing import get_args
 
-    from models.samplers import SAMPLERS
-    from pipeline.config import EvaluationConfig
+    from ecg_tgdp.models.samplers import SAMPLERS
+    from ecg_tgdp.pipeline.config import EvaluationConfig
 
     assert set(get_args(EvaluationConfig.model_fields["sampler"].annotation)) == set(SAMPLERS)
 
@@ -85,9 +85,9 @@ def test_config_sections_are_the_library_settings_and_share_their_defaults():
     them; the flat views (U-Net shape, TGDP, simulation) read theirs from the library."""
     from dataclasses import fields
 
-    from data.simulation_spec import SimulationSpec
-    from models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TrainConfig, UNetConfig
-    from pipeline.config import DiffusionModelConfig, SimulationConfig, SourceModelConfig, TGDPConfig
+    from ecg_tgdp.data.simulation_spec import SimulationSpec
+    from ecg_tgdp.models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TrainConfig, UNetConfig
+    from ecg_tgdp.pipeline.config import DiffusionModelConfig, SimulationConfig, SourceModelConfig, TGDPConfig
 
     assert SourceModelConfig().training == TrainConfig()
     assert EvaluationConfig().classifier_training == ClassifierTraining()

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from models.checkpoint import load_checkpoint
+from ecg_tgdp.models.checkpoint import load_checkpoint
 
 WORKER = Path(__file__).with_name("ddp_worker.py")
 

@@ -4,11 +4,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.arrays import read_array_windows
-from data.export import export_windows
-from data.labels import AAMI_SYMBOL_TO_CLASS
-from data.wfdb_beats import read_beat_windows
-from models.generate import labels_for_mix
+from ecg_tgdp.data.arrays import read_array_windows
+from ecg_tgdp.data.export import export_windows
+from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
+from ecg_tgdp.data.wfdb_beats import read_beat_windows
+from ecg_tgdp.models.generate import labels_for_mix
 
 FS = 128.0
 

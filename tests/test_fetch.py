@@ -7,8 +7,8 @@ import pytest
 import requests
 import wfdb
 
-from data.fetch import FetchError, fetch_database, incomplete_records
-from pipeline.cli import main
+from ecg_tgdp.data.fetch import FetchError, fetch_database, incomplete_records
+from ecg_tgdp.pipeline.cli import main
 from tests.conftest import physionet_db
 
 

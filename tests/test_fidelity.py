@@ -6,17 +6,17 @@ import warnings
 import numpy as np
 import pytest
 
-from evaluation.classifier_inputs import WindowGeometry, classifier_inputs
-from evaluation.clinical import MEASUREMENTS, compare_measurements, measure_beats
-from evaluation.discriminator import discriminator_auroc
-from evaluation.distances import (
+from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry, classifier_inputs
+from ecg_tgdp.evaluation.clinical import MEASUREMENTS, compare_measurements, measure_beats
+from ecg_tgdp.evaluation.discriminator import discriminator_auroc
+from ecg_tgdp.evaluation.distances import (
     frechet_distance,
     median_bandwidth,
     mmd_rbf,
     prdc,
     welch_psd_distance,
 )
-from evaluation.fidelity import (
+from ecg_tgdp.evaluation.fidelity import (
     ENCODER_METRICS,
     METRICS,
     encoder_features,
@@ -24,7 +24,7 @@ from evaluation.fidelity import (
     rhythm_distance,
     train_encoder,
 )
-from models.classifier import ClassifierTraining, predict
+from ecg_tgdp.models.classifier import ClassifierTraining, predict
 
 FS = 128.0
 T = 128  # 1 s windows, beat at sample 64

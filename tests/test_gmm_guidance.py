@@ -11,10 +11,10 @@ import math
 import pytest
 import torch
 
-from models import gmm
-from models.guidance import grad_log_h, guided_denoiser_from_log_h
-from models.samplers import sample
-from models.schedule import NoiseSchedule
+from ecg_tgdp.models import gmm
+from ecg_tgdp.models.guidance import grad_log_h, guided_denoiser_from_log_h
+from ecg_tgdp.models.samplers import sample
+from ecg_tgdp.models.schedule import NoiseSchedule
 
 N = 4000
 SOURCE, TARGET = gmm.paper_mixtures()

@@ -10,9 +10,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.store import read_cohort
-from pipeline import stages
-from pipeline.cli import main
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.pipeline import stages
+from ecg_tgdp.pipeline.cli import main
 from tests.conftest import REPO, spiky_ecg, write_record
 
 FS = 250.0

@@ -6,11 +6,11 @@ from dataclasses import asdict
 import pytest
 import torch
 
-from models.checkpoint import CheckpointError, save_checkpoint
-from models.generate import DiffusionModel
-from models.model_card import ModelCard, ModelCardError
-from models.schedule import NoiseSchedule
-from models.unet import UNet1D, UNetConfig
+from ecg_tgdp.models.checkpoint import CheckpointError, save_checkpoint
+from ecg_tgdp.models.generate import DiffusionModel
+from ecg_tgdp.models.model_card import ModelCard, ModelCardError
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
 
 def _card(schedule: NoiseSchedule, **changes) -> ModelCard:

@@ -5,12 +5,12 @@ import numpy as np
 import pytest
 import wfdb
 
-from data.labels import AAMI_SYMBOL_TO_CLASS
-from data.store import read_cohort
-from data.wfdb_beats import read_beat_windows
-from pipeline.config import load_config
-from pipeline.rundir import RunDir
-from pipeline.stages import ingest_stage
+from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.data.wfdb_beats import read_beat_windows
+from ecg_tgdp.pipeline.config import load_config
+from ecg_tgdp.pipeline.rundir import RunDir
+from ecg_tgdp.pipeline.stages import ingest_stage
 from tests.conftest import PHYSIONET, REPO, physionet_db
 
 # AAMI classes of mitdb without the paced records 102, 104, 107, 217 (../shared/physionet/README.md).

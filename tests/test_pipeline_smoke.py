@@ -7,10 +7,10 @@ import shutil
 import numpy as np
 import pytest
 
-from data.store import read_cohort
-from models.generate import DiffusionModel
-from models.model_card import x0_clip_for
-from pipeline.cli import main
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.models.generate import DiffusionModel
+from ecg_tgdp.models.model_card import x0_clip_for
+from ecg_tgdp.pipeline.cli import main
 from tests.conftest import REPO
 
 TINY = [

@@ -4,8 +4,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.plausibility import check_amplitude, plausible_by_class, plausible_range
-from data.records import RecordError
+from ecg_tgdp.data.plausibility import check_amplitude, plausible_by_class, plausible_range
+from ecg_tgdp.data.records import RecordError
 
 
 def _beats(n: int, seed: int = 0) -> np.ndarray:

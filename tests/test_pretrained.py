@@ -4,10 +4,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.rhythm import detect_r_peaks
-from models.generate import DiffusionModel, generate
-from pipeline.config import load_config
-from pipeline.shipped import SHIPPED_SOURCE_MODEL, pretrained_path
+from ecg_tgdp.data.rhythm import detect_r_peaks
+from ecg_tgdp.models.generate import DiffusionModel, generate
+from ecg_tgdp.pipeline.config import load_config
+from ecg_tgdp.pipeline.shipped import SHIPPED_SOURCE_MODEL, pretrained_path
 from tests.conftest import REPO
 
 PRETRAINED = REPO / "models/pretrained/mitdb_nsv_4s"
@@ -40,7 +40,7 @@ def test_pretrained_model_samples_beat_windows_of_every_class():
 def test_a_file_without_weights_or_description_is_refused(tmp_path, missing):
     import torch
 
-    from models.checkpoint import CheckpointError
+    from ecg_tgdp.models.checkpoint import CheckpointError
 
     payload = torch.load(PRETRAINED / "model.pt", weights_only=True)
     del payload[missing]

@@ -6,7 +6,7 @@ import pytest
 from scipy.spatial.distance import cdist
 from sklearn import config_context
 
-from evaluation.privacy import closest_distances, memorization
+from ecg_tgdp.evaluation.privacy import closest_distances, memorization
 
 T = 128
 

@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import wfdb
 
-from data.preprocess import bandpass
-from data.ptbxl import PTBXL_SUPERCLASSES, ptbxl_index, ptbxl_label, read_ptbxl_windows
-from data.records import RecordError
+from ecg_tgdp.data.preprocess import bandpass
+from ecg_tgdp.data.ptbxl import PTBXL_SUPERCLASSES, ptbxl_index, ptbxl_label, read_ptbxl_windows
+from ecg_tgdp.data.records import RecordError
 from tests.conftest import physionet_db
 
 LEADS_12 = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]

@@ -11,8 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from evaluation import figures
-from evaluation.report import Section, json_ready, write_report
+from ecg_tgdp.evaluation import figures
+from ecg_tgdp.evaluation.report import Section, json_ready, write_report
 
 FS_HZ = 64.0
 
@@ -106,7 +106,7 @@ def _utility_table() -> pd.DataFrame:
 
 
 def test_the_utility_table_reads_as_interval_cells_under_readable_names():
-    from evaluation.report_tables import utility_view
+    from ecg_tgdp.evaluation.report_tables import utility_view
 
     view = utility_view(_utility_table())
     assert list(view.columns) == ["macro-F1 [95% seeds]", "macro-F1 [95% patients]", "S sens."]
@@ -116,7 +116,7 @@ def test_the_utility_table_reads_as_interval_cells_under_readable_names():
 
 
 def test_counts_are_whole_numbers_and_scores_keep_their_decimals():
-    from evaluation.report_tables import plain_view
+    from ecg_tgdp.evaluation.report_tables import plain_view
 
     table = pd.DataFrame({"method": ["a", "b"], "n_real": [44.0, 3.0], "coverage": [1.0, 0.0],
                           "frechet": [17333.01, 5.864]})
@@ -126,7 +126,7 @@ def test_counts_are_whole_numbers_and_scores_keep_their_decimals():
 
 
 def test_wide_tables_are_split_into_column_groups_that_repeat_the_keys():
-    from evaluation.report_tables import column_groups
+    from ecg_tgdp.evaluation.report_tables import column_groups
 
     view = pd.DataFrame({f"metric {k}": ["0.123 [0.100, 0.150]"] * 3 for k in range(8)},
                         index=pd.Index(["target_real + synthetic: finetune_partial", "b", "c"], name="arm"))
@@ -137,7 +137,7 @@ def test_wide_tables_are_split_into_column_groups_that_repeat_the_keys():
 
 
 def test_report_html_shows_the_views_and_keeps_raw_columns_in_the_csv(tmp_path):
-    from evaluation.report_tables import utility_view
+    from ecg_tgdp.evaluation.report_tables import utility_view
 
     table = _utility_table()
     page = write_report(tmp_path / "report", "t", {}, {"utility": table}, {},
@@ -174,7 +174,7 @@ def test_trace_panels_span_the_real_beats_not_a_far_off_method():
 
 
 def test_ecg_paper_is_drawn_at_25_mm_per_s_and_10_mm_per_mv():
-    from evaluation.ecg_paper import ecg_strips
+    from ecg_tgdp.evaluation.ecg_paper import ecg_strips
 
     real = {"N": _windows(4, 0.0), "V": _windows(4, 0.2)}  # 1 s windows at 64 Hz → 25 mm strips
     fig = ecg_strips(real, {"tgdp": {"N": _windows(2, 0.1)}}, FS_HZ, figures.method_colors(["tgdp"]), anchor_s=0.5)
@@ -204,7 +204,7 @@ SWEEPS = {
 def test_sweep_figures_draw_one_line_per_method_in_its_colour_and_the_report_shows_them(tmp_path):
     import matplotlib.colors as mcolors
 
-    from pipeline.evaluate_stage import report_sections, sweep_figures
+    from ecg_tgdp.pipeline.evaluate_stage import report_sections, sweep_figures
 
     colors = figures.method_colors(["tgdp", "domain_guidance"])
     drawn = sweep_figures(SWEEPS, colors)

@@ -6,11 +6,11 @@ from functools import partial
 import numpy as np
 import pytest
 
-from data import simulate
-from data.labels import AAMI_SYMBOL_TO_CLASS
-from data.rhythm import anchor_rr, beat_context, detect_r_peaks
-from data.wfdb_beats import read_beat_windows
-from evaluation.classifier_inputs import WindowGeometry, classifier_inputs
+from ecg_tgdp.data import simulate
+from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
+from ecg_tgdp.data.rhythm import anchor_rr, beat_context, detect_r_peaks
+from ecg_tgdp.data.wfdb_beats import read_beat_windows
+from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry, classifier_inputs
 from tests.conftest import physionet_db
 
 FS = 128.0

@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 import time
 
-from pipeline.config import config_from_dict
-from pipeline.rundir import RunDir, fingerprint_files
+from ecg_tgdp.pipeline.config import config_from_dict
+from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
 
 
 def test_fingerprints_follow_content_not_modification_time(tmp_path):

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from models.samplers import (
+from ecg_tgdp.models.samplers import (
     LOGSNR_START,
     classifier_free_guidance,
     ddim_sample,
@@ -18,8 +18,8 @@ from models.samplers import (
     start_timestep,
     timesteps,
 )
-from models.schedule import NoiseSchedule
-from models.unet import UNet1D, UNetConfig
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
 SCHEDULE = NoiseSchedule.cosine()
 MU = torch.tensor([0.7, -0.4])  # per-class data mean

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from models.schedule import NoiseSchedule
+from ecg_tgdp.models.schedule import NoiseSchedule
 
 
 def _cosine_f(t: np.ndarray, num_steps: int = 1000, s: float = 0.008) -> np.ndarray:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import wfdb
 
-from data import simulate
-from data.simulate import CohortShift, SimulationSpec, simulate_database
+from ecg_tgdp.data import simulate
+from ecg_tgdp.data.simulate import CohortShift, SimulationSpec, simulate_database
 
 FS = 360.0
 CLEAN = CohortShift(noise_mv=0.0, baseline_wander_mv=0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from data.splits import labeled_budget, split_by_fold, split_patients
+from ecg_tgdp.data.splits import labeled_budget, split_by_fold, split_patients
 
 
 def _cohort(n_patients=20, seed=0):

@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from data.store import StoreError, read_cohort, write_cohort
+from ecg_tgdp.data.store import StoreError, read_cohort, write_cohort
 
 
 def _cohort(n=6):

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from models.density_ratio import (
+from ecg_tgdp.models.density_ratio import (
     DomainClassifier,
     DomainTraining,
     NetConfig,
@@ -21,10 +21,10 @@ from models.density_ratio import (
     source_ratios,
     train_domain_classifier,
 )
-from models.guidance import GuidanceNet, grad_log_h, guided_denoiser, guided_denoiser_from_log_h
-from models.schedule import NoiseSchedule
-from models.tgdp import GuidanceTraining, consistency_loss, train_guidance, validation_consistency
-from models.unet import UNet1D, UNetConfig
+from ecg_tgdp.models.guidance import GuidanceNet, grad_log_h, guided_denoiser, guided_denoiser_from_log_h
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.tgdp import GuidanceTraining, consistency_loss, train_guidance, validation_consistency
+from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
 SCHEDULE = NoiseSchedule.cosine()
 SHIFT = 1.0  # target mean; the source is N(0, 1)
@@ -275,7 +275,7 @@ def test_guided_denoiser_subtracts_sigma_times_the_log_h_gradient():
 
 def test_conv_guidance_on_windows_end_to_end():
     """Windows [N, leads, T] through conv nets and a frozen U-Net, both regularizers on, then guided sampling."""
-    from models.samplers import sample
+    from ecg_tgdp.models.samplers import sample
 
     g = _seed(9)
     source_x, target_x = torch.randn(32, 2, 24, generator=g), torch.randn(16, 2, 24, generator=g) + 0.5

@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from models.density_ratio import DomainClassifier, DomainTraining, HeldOut, NetConfig, train_domain_classifier
-from models.guidance import classifier_log_h, fade_weight, grad_log_h, guided_denoiser_from_log_h
-from models.ratio_diagnostics import (
+from ecg_tgdp.models.density_ratio import DomainClassifier, DomainTraining, HeldOut, NetConfig, train_domain_classifier
+from ecg_tgdp.models.guidance import classifier_log_h, fade_weight, grad_log_h, guided_denoiser_from_log_h
+from ecg_tgdp.models.ratio_diagnostics import (
     BandScores,
     binary_scores,
     choose_t_min,
@@ -20,9 +20,9 @@ from models.ratio_diagnostics import (
     effective_sample_size,
     scores_by_band,
 )
-from models.samplers import classifier_free_guidance
-from models.schedule import NoiseSchedule
-from models.tgdp_transfer import TGDPSettings, fit_tgdp
+from ecg_tgdp.models.samplers import classifier_free_guidance
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.tgdp_transfer import TGDPSettings, fit_tgdp
 
 SCHEDULE = NoiseSchedule.cosine()
 

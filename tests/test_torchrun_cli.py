@@ -22,10 +22,10 @@ import pytest
 import torch
 from torch import nn
 
-from data.store import read_cohort
-from models.checkpoint import load_checkpoint
-from models.model_card import ModelCard
-from models.training import (
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.models.checkpoint import load_checkpoint
+from ecg_tgdp.models.model_card import ModelCard
+from ecg_tgdp.models.training import (
     _BATCHES,
     _NOISE,
     TrainConfig,
@@ -35,8 +35,8 @@ from models.training import (
     diffusion_loss,
     lr_factor,
 )
-from pipeline.cli import main
-from pipeline.diffusion_stages import seeded_unet
+from ecg_tgdp.pipeline.cli import main
+from ecg_tgdp.pipeline.diffusion_stages import seeded_unet
 from tests.conftest import REPO
 from tests.test_pipeline_smoke import TINY
 
@@ -54,7 +54,7 @@ def _config_args(command: str, run_dir: Path, *overrides: str) -> list[str]:
 def _torchrun(*args: str) -> subprocess.CompletedProcess:
     """`python -m torch.distributed.run --standalone --nproc_per_node 2 -m pipeline.cli ARGS`; one thread per rank."""
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", str(RANKS),
-               "-m", "pipeline.cli", *args]
+               "-m", "ecg_tgdp.pipeline.cli", *args]
     done = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False, cwd=REPO,
                           env={**os.environ, "OMP_NUM_THREADS": "1"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

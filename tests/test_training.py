@@ -12,10 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from models.ema import EMA
-from models.schedule import NoiseSchedule
-from models.training import LOG_COLUMNS, TrainConfig, WindowSampler, lr_factor, train_diffusion
+from ecg_tgdp.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from ecg_tgdp.models.ema import EMA
+from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.training import LOG_COLUMNS, TrainConfig, WindowSampler, lr_factor, train_diffusion
 
 SCHEDULE = NoiseSchedule.cosine(100)
 # small, fast, and every random stream in use: label dropout, balanced batches, validation
@@ -255,7 +255,7 @@ def test_early_stopping_stops_after_patience_validations(tmp_path):
 
 
 def test_real_unet_resumes_exactly(tmp_path):
-    from models.unet import UNet1D, UNetConfig
+    from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
     net = UNetConfig(leads=1, num_classes=2, base_channels=8, channel_mults=(1, 2), groups=4, dropout=0.1)
     flat = replace(QUICK, steps=6, min_lr_ratio=1.0, checkpoint_every=2)
@@ -272,7 +272,7 @@ def test_real_unet_resumes_exactly(tmp_path):
 
 
 def test_bf16_autocast_trains_float32_weights_on_cpu_too(tmp_path):
-    from models.unet import UNet1D, UNetConfig
+    from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
     net = UNetConfig(leads=1, num_classes=2, base_channels=8, channel_mults=(1, 2), groups=4)
     torch.manual_seed(0)

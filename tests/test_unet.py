@@ -4,7 +4,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from models.unet import UNet1D, UNetConfig
+from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
 TINY = UNetConfig(base_channels=16, channel_mults=(1, 2, 2))
 

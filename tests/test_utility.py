@@ -14,17 +14,17 @@ from sklearn.metrics import (
     roc_auc_score,
 )
 
-from data.store import read_cohort
-from evaluation.classifier_inputs import WindowGeometry
-from evaluation.downstream import DownstreamClassifier, load_downstream
-from evaluation.utility import (
+from ecg_tgdp.data.store import read_cohort
+from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry
+from ecg_tgdp.evaluation.downstream import DownstreamClassifier, load_downstream
+from ecg_tgdp.evaluation.utility import (
     build_arms,
     classification_metrics,
     patient_bootstrap,
     run_utility,
 )
-from models.classifier import ClassifierInputs, ClassifierTraining
-from pipeline.cli import main
+from ecg_tgdp.models.classifier import ClassifierInputs, ClassifierTraining
+from ecg_tgdp.pipeline.cli import main
 from tests.conftest import REPO
 
 CLASSES = ["N", "S", "V"]

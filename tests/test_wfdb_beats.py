@@ -6,9 +6,9 @@ import shutil
 import numpy as np
 import pytest
 
-from data.labels import AAMI_SYMBOL_TO_CLASS
-from data.records import RecordError
-from data.wfdb_beats import read_beat_windows
+from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
+from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.wfdb_beats import read_beat_windows
 from tests.conftest import spiky_ecg, write_record
 
 GEOMETRY = {"fs_hz": 125.0, "window_s": 0.8, "band_hz": (0.5, 40.0), "symbol_to_class": AAMI_SYMBOL_TO_CLASS, "classes": ["N", "S", "V"]}

@@ -28,10 +28,15 @@ MARGIN_MM, GAP_MM, TITLE_MM, HEADER_MM = 3.0, 4.0, 6.0, 8.0
 
 
 def ecg_strips(real: dict[str, np.ndarray], synthetic: dict[str, dict[str, np.ndarray]], fs_hz: float,
-               colors: dict[str, str], anchor_s: float | None = None) -> Figure:
-    """Lead 0 of the first real and the first synthetic window of each class on ECG paper (real in black)."""
+               colors: dict[str, str], anchor_s: float | None = None, per_set: int = 1) -> Figure:
+    """Lead 0 of the first `per_set` real and synthetic windows of each class on ECG paper (real in black)."""
     classes = list(real)
     sets = {"real": real, **synthetic}
+    real_names = {"real"} if per_set == 1 else {f"real #{i + 1}" for i in range(per_set)}
+    if per_set > 1:
+        colors = {f"{name} #{i + 1}": colors.get(name, METHOD_PALETTE[0]) for name in synthetic for i in range(per_set)}
+        sets = {f"{name} #{i + 1}": {cls: windows[i:] for cls, windows in by_class.items()}
+                for name, by_class in sets.items() for i in range(per_set)}
     window_s = next(w.shape[-1] for w in real.values() if len(w)) / fs_hz
     width_mm = window_s * MM_PER_S
     columns = max(1, min(len(classes), int((MAX_WIDTH_MM - 2 * MARGIN_MM + GAP_MM) // (width_mm + GAP_MM))))
@@ -42,10 +47,11 @@ def ecg_strips(real: dict[str, np.ndarray], synthetic: dict[str, dict[str, np.nd
     fig_w = 2 * MARGIN_MM + columns * width_mm + (columns - 1) * GAP_MM
     fig_h = HEADER_MM + MARGIN_MM + len(sets) * rows_per_set * (TITLE_MM + height_mm)
     fig = plt.figure(figsize=(fig_w / 25.4, fig_h / 25.4))
+    shown = "first window" if per_set == 1 else f"first {per_set} windows"
     fig.text(MARGIN_MM / fig_w, 1 - 5.0 / fig_h, "25 mm/s · 10 mm/mV · small box 1 mm = 0.04 s × 0.1 mV · "
-             "▼ the labeled beat · first window of each class, not selected", fontsize=8, va="baseline")
+             f"▼ the labeled beat · {shown} of each class, not selected", fontsize=8, va="baseline")
     for k, (name, by_class) in enumerate(sets.items()):
-        color = REAL_COLOR if k == 0 else colors.get(name, METHOD_PALETTE[0])
+        color = REAL_COLOR if name in real_names else colors.get(name, METHOD_PALETTE[0])
         for c, cls in enumerate(classes):
             row, col = k * rows_per_set + c // columns, c % columns
             left = MARGIN_MM + col * (width_mm + GAP_MM)

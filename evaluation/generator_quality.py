@@ -241,3 +241,51 @@ class SampleQualityMonitor:
         return {"auroc_train": float(np.mean(auroc_train)), "auroc_held_out": float(np.mean(auroc_held)),
                 "excursion_share": float(over.mean()),
                 "rr_cv": _nanmedian(rhythm_regularity(windows.windows, geometry.fs_hz)[1])}
+
+
+@dataclass(frozen=True)
+class Criterion:
+    """One "done when" test of a generator against its floor: `metric` of `sampler`'s windows, per class."""
+
+    name: str
+    metric: str
+    sampler: str  # key of the scored sampler sets
+    rule: str  # "≤ floor +", "≤ × floor", "≤" or "≥ × floor", with `amount` as x
+    amount: float
+    classes: tuple[str, ...] | None = None  # None: every class; ("all",): the pooled row
+
+    def bound(self, floor_value: float) -> float:
+        return {"≤ floor +": floor_value + self.amount, "≤ × floor": self.amount * floor_value,
+                "≤": self.amount, "≥ × floor": self.amount * floor_value}[self.rule]
+
+    def holds(self, value: float, floor_value: float) -> bool:
+        bound = self.bound(floor_value)
+        return bool(value >= bound if self.rule.startswith("≥") else value <= bound)
+
+
+def criteria(default: str, deterministic: str, default_unclipped: str) -> list[Criterion]:
+    """The generator's "done when" list (README, the source model), for the named sampler sets."""
+    return [
+        Criterion("discriminator AUROC vs held-out ≤ floor + 0.05", "discriminator_auroc", default, "≤ floor +", 0.05),
+        Criterion("Fréchet distance ≤ 2 × floor", "frechet", default, "≤ × floor", 2.0),
+        Criterion("excursion share ≤ 2%, default sampler unclipped", "excursion_share", default_unclipped, "≤", 0.02),
+        Criterion("excursion share ≤ 2%, deterministic sampler unclipped", "excursion_share", deterministic, "≤",
+                  0.02),
+        Criterion("RR coefficient of variation of N windows ≤ 1.5 × floor", "rr_cv", default, "≤ × floor", 1.5,
+                  classes=("N",)),
+        Criterion("TSTR macro-F1 ≥ 0.9 × TRTR", "tstr_f1", default, "≥ × floor", 0.9, classes=("all",)),
+    ]
+
+
+def check_criteria(floor: dict[str, dict[str, float]], scored: dict[str, dict[str, dict[str, float]]],
+                   rules: list[Criterion], classes: Sequence[str]) -> list[dict]:
+    """One row per criterion and class: value, floor, bound, whether it holds (False where a value is NaN)."""
+    rows = []
+    for rule in rules:
+        for name in rule.classes or classes:
+            value, floor_value = scored[rule.sampler][name][rule.metric], floor[name][rule.metric]
+            finite = np.isfinite(value) and np.isfinite(floor_value)
+            rows.append({"criterion": rule.name, "class": name, "sampler": rule.sampler, "value": value,
+                         "floor": floor_value, "bound": rule.bound(floor_value),
+                         "holds": bool(finite and rule.holds(value, floor_value))})
+    return rows

@@ -84,11 +84,12 @@ class DiffusionModel:
 
     def sample_mv(self, labels: np.ndarray, *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS, seed: int = 0,
                   batch_size: int = 256, cfg_scale: float = 1.0, transfer_scale: float | None = None,
-                  progress: bool = False) -> np.ndarray:
-        """Windows [len(labels), leads, T] in mV for class indices `labels`, sampled with `generate`."""
+                  clip: bool = True, progress: bool = False) -> np.ndarray:
+        """Windows [len(labels), leads, T] in mV for class indices `labels`, sampled with `generate`; x̂_0 clipped
+        at the card's level when it has one, unless `clip` is False."""
         normalized = generate(self.denoiser(cfg_scale, transfer_scale), self.schedule, labels, self.window_shape,
                               sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, device=self.net_device,
-                              clip_x0=self.card.clip_x0, progress=progress)
+                              clip_x0=self.card.clip_x0 if clip else None, progress=progress)
         return self.to_mv(normalized)
 
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:

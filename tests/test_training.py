@@ -297,3 +297,55 @@ def test_a_checkpoint_from_before_a_setting_existed_resumes_with_its_default(tmp
     del saved["train_config"]["bf16"]  # written before bf16 was a setting
     save_checkpoint(tmp_path / "checkpoint.pt", saved)
     assert train(tiny_model(), replace(QUICK, steps=6), tmp_path).steps_done == 6
+
+
+def test_min_snr_weighting_scales_each_window_by_min_1_gamma_over_snr():
+    """Hang et al. 2023: min(SNR, γ) on the x_0 error is min(1, γ/SNR) on the ε error."""
+    from ecg_tgdp.models.training import diffusion_loss
+
+    class Zero(nn.Module):
+        def forward(self, x, t, y):
+            return torch.zeros_like(x)
+
+    x0, eps = torch.randn(4, 1, 32), torch.randn(4, 1, 32)
+    t, y = torch.tensor([1, 30, 60, 99]), torch.zeros(4, dtype=torch.long)
+    snr = (SCHEDULE.alpha(t) / SCHEDULE.sigma(t)) ** 2
+    per_window = eps.pow(2).mean(dim=(1, 2))
+    assert diffusion_loss(Zero(), SCHEDULE, x0, y, t, eps).item() == pytest.approx(eps.pow(2).mean().item())
+    expected = (per_window * (5.0 / snr).clamp(max=1)).mean()
+    assert diffusion_loss(Zero(), SCHEDULE, x0, y, t, eps, min_snr_gamma=5.0).item() == pytest.approx(expected.item())
+    assert (5.0 / snr).clamp(max=1)[0] < 0.1 and (5.0 / snr).clamp(max=1)[-1] == 1  # nearly clean t weighs little
+
+
+class FakeMonitor:
+    """Scores validations 3, 1, 2 (lower is better), drawing from the global RNG like sampling would."""
+
+    columns, score = ("quality", "other"), "quality"
+
+    def __init__(self):
+        self.values = iter([3.0, 1.0, 2.0])
+
+    def __call__(self, model):
+        torch.rand(5)
+        return {"quality": next(self.values), "other": 0.5}
+
+
+def test_a_monitor_chooses_best_pt_and_its_columns_are_logged(tmp_path):
+    config = replace(QUICK, steps=12, val_every=4)
+    result = train(tiny_model(), config, tmp_path, monitor=FakeMonitor())
+    assert result.selected_on == "quality" and result.best_score == 1.0
+    best = load_checkpoint(tmp_path / "best.pt")
+    assert best["step"] == 8 and best["selected_on"] == "quality" and best["score"] == 1.0
+    rows = [row for row in log_rows(tmp_path) if row["quality"]]
+    assert [(row["step"], row["quality"], row["other"]) for row in rows] == [("4", "3.0", "0.5"), ("8", "1.0", "0.5"),
+                                                                               ("12", "2.0", "0.5")]
+    assert all(row["val_loss"] for row in rows)  # the validation loss is still logged beside
+
+
+def test_a_monitor_does_not_move_the_training_streams(tmp_path):
+    """Sampling at a validation draws from the global RNG; training must not see it (exact resume)."""
+    with_monitor = train(tiny_model(), QUICK, tmp_path / "a", monitor=FakeMonitor())
+    without = train(tiny_model(), QUICK, tmp_path / "b")
+    assert with_monitor.steps_done == without.steps_done
+    saved = [load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("a", "b")]
+    assert_same_tensors(saved[0]["model"], saved[1]["model"])

@@ -95,3 +95,33 @@ def test_position_channel_lets_the_network_find_the_window_centre(position_chann
 def test_config_rejects_widths_not_divisible_by_groups():
     with pytest.raises(ValueError, match="divisible by groups=8"):
         UNetConfig(base_channels=12)
+
+
+def test_v_prediction_returns_epsilon_so_that_x0_is_alpha_x_minus_sigma_v():
+    """ε = α_t v + σ_t x_t: with the output conv at zero (v = 0) ε = σ_t x_t and x̂_0 = α_t x_t, finite even where
+    α_t ≈ 0 (an ε-predictor's x̂_0 = (x_t − σ ε̂)/α there multiplies its error by σ/α)."""
+    from ecg_tgdp.models.schedule import NoiseSchedule
+
+    schedule = NoiseSchedule.cosine(1000)
+    model = UNet1D(UNetConfig(base_channels=16, channel_mults=(1, 2), prediction="v"), schedule)
+    x, _, y = _inputs(3, 1, 64)
+    t = torch.tensor([0, 500, 999])
+    eps = model(x, t, y)
+    sigma, alpha = schedule.sigma(t)[:, None, None], schedule.alpha(t)[:, None, None]
+    torch.testing.assert_close(eps, sigma * x)
+    torch.testing.assert_close((x - sigma * eps) / alpha, alpha * x, rtol=1e-4, atol=1e-4)
+    epsilon_model = UNet1D(UNetConfig(base_channels=16, channel_mults=(1, 2)))
+    assert model.state_dict().keys() == epsilon_model.state_dict().keys()  # the α/σ tables are not weights
+
+
+def test_v_prediction_needs_the_schedule_and_integer_timesteps():
+    from ecg_tgdp.models.schedule import NoiseSchedule
+
+    with pytest.raises(ValueError, match="needs the noise schedule"):
+        UNet1D(UNetConfig(prediction="v"))
+    with pytest.raises(ValueError, match="prediction must be one of"):
+        UNetConfig(prediction="x0")
+    model = UNet1D(UNetConfig(base_channels=16, channel_mults=(1, 2), prediction="v"), NoiseSchedule.cosine(100))
+    x, _, y = _inputs(2, 1, 32)
+    with pytest.raises(TypeError, match="integer timesteps"):
+        model(x, torch.tensor([1.5, 2.5]), y)

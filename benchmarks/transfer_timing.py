@@ -20,7 +20,8 @@ import torch
 
 from ecg_tgdp.pipeline import stages
 from ecg_tgdp.pipeline.config import TRANSFER_METHODS, load_config
-from ecg_tgdp.pipeline.diffusion_stages import resolve_device, train_source_stage
+from ecg_tgdp.pipeline.diffusion_stages import train_source_stage
+from ecg_tgdp.pipeline.runtime import resolve_device
 from ecg_tgdp.pipeline.rundir import RunDir
 from ecg_tgdp.pipeline.transfer_stage import transfer_stage
 

@@ -20,9 +20,10 @@ FORMATS = ("npz", "csv", "wfdb")
 
 def write_synthetic_cohort(
     out_dir: Path, windows: np.ndarray, label_index: np.ndarray, *, classes: Sequence[str], description: dict, method: str,
-    split: str = "synthetic",
+    split: str | np.ndarray = "synthetic",
 ) -> None:
-    """Synthetic windows [N, leads, T] (mV) in the cohort layout, so evaluation reads them like real ones."""
+    """Synthetic windows [N, leads, T] (mV) in the cohort layout, so evaluation reads them like real ones; `split` is
+    one split name for every window, or one per window."""
     labels = np.asarray(classes)[label_index]
     meta = pd.DataFrame(
         {

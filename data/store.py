@@ -63,6 +63,14 @@ class Cohort:
         return (np.asarray(self.windows if windows is None else windows) - mean) / std
 
 
+COHORT_FILES = ("windows.npy", "meta.parquet", "cohort.json")
+
+
+def cohort_files(directory: Path) -> list[Path]:
+    """The files a cohort folder consists of: what a stage that wrote one re-verifies before reusing it."""
+    return [Path(directory) / name for name in COHORT_FILES]
+
+
 def write_cohort(directory: Path, windows: np.ndarray, meta: pd.DataFrame, info: dict) -> None:
     """Write a cohort folder atomically: build it beside the target, then swap it in."""
     directory = Path(directory)

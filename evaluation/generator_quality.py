@@ -37,7 +37,7 @@ from ecg_tgdp.evaluation.fidelity import encoder_features, fidelity_per_class, t
 from ecg_tgdp.models.classifier import ClassifierTraining, ECGClassifier, predict
 from ecg_tgdp.models.generate import generate, to_mv
 from ecg_tgdp.models.model_card import ModelCard
-from ecg_tgdp.models.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS
+from ecg_tgdp.models.settings import DEFAULT_SAMPLER, DEFAULT_STEPS
 
 EXCURSION_GUARD_S = 0.15  # the labeled beat's QRS: deflections this close to the anchor are the beat itself
 EXCURSION_PERCENTILE = 99.0

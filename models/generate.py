@@ -1,9 +1,10 @@
 """A trained diffusion checkpoint as a generator of labeled windows in mV.
 
-A checkpoint carries everything sampling needs (DESIGN §3, nanoGPT style): the EMA weights and the
-model card (`models.model_card`: network and schedule configuration, label names, window geometry
-and the normalization statistics that take samples back to mV); a transferred model also carries
-its transfer (domain guidance's reference network, or TGDP's log h and where its guidance starts).
+A model file (`models.model_file`) carries everything sampling needs, nanoGPT style: the EMA weights
+and the model card (`models.model_card`: network and schedule configuration, label names, window
+geometry and the normalization statistics that take samples back to mV); a transferred model also
+carries its transfer (domain guidance's reference network, or TGDP's log h and where its guidance
+starts). The guidance weight w is asked for at sampling.
 """
 from __future__ import annotations
 
@@ -14,13 +15,14 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ecg_tgdp.models.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from ecg_tgdp.models.density_ratio import DomainClassifier, NetConfig
 from ecg_tgdp.models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
-from ecg_tgdp.models.model_card import ModelCard, ModelCardError
-from ecg_tgdp.models.samplers import DEFAULT_SAMPLER, DEFAULT_STEPS, DenoiserFn, classifier_free_guidance, sample
+from ecg_tgdp.models.model_card import ModelCard
+from ecg_tgdp.models.model_file import ModelFile
+from ecg_tgdp.models.samplers import DenoiserFn, classifier_free_guidance, sample
+from ecg_tgdp.models.settings import DEFAULT_SAMPLER, DEFAULT_STEPS, TransferSettings
 from ecg_tgdp.models.schedule import NoiseSchedule
-from ecg_tgdp.models.transfer import domain_guidance
+from ecg_tgdp.models.transfer.baselines import domain_guidance
 from ecg_tgdp.models.unet import UNet1D
 
 
@@ -37,20 +39,15 @@ class DiffusionModel:
 
     @classmethod
     def load(cls, path: Path | str, device: torch.device | str = "cpu") -> DiffusionModel:
-        """Load the EMA weights and card of a training checkpoint or a shipped model file."""
-        payload = load_checkpoint(Path(path))
-        if "ema" not in payload or "card" not in payload:
-            missing = [key for key in ("ema", "card") if key not in payload]
-            raise CheckpointError(f"{path}: not a diffusion checkpoint of this version (missing {missing})")
-        try:
-            card = ModelCard.from_dict(payload["card"], str(path))
-        except (ModelCardError, TypeError) as error:
-            raise CheckpointError(str(error)) from None
-        reference = _frozen_unet(card, payload["reference_ema"], device) if "reference_ema" in payload else None
-        log_h, window = None, (0, 0)
-        if "guidance" in payload:
-            log_h, window = _guidance(payload["guidance"], device)
-        return cls(_frozen_unet(card, payload["ema"], device), card.noise_schedule(), card, reference, log_h, window)
+        """A model file (`models.model_file`), or a training checkpoint's EMA weights and card, ready to sample."""
+        return cls.from_file(ModelFile.load(path), device)
+
+    @classmethod
+    def from_file(cls, model: ModelFile, device: torch.device | str = "cpu") -> DiffusionModel:
+        card = model.card
+        reference = None if model.reference_weights is None else _frozen_unet(card, model.reference_weights, device)
+        log_h, window = (None, (0, 0)) if model.guidance is None else _guidance(model.guidance, device)
+        return cls(_frozen_unet(card, model.weights, device), card.noise_schedule(), card, reference, log_h, window)
 
     @property
     def net_device(self) -> torch.device:
@@ -66,10 +63,10 @@ class DiffusionModel:
 
     def denoiser(self, cfg_scale: float = 1.0, transfer_scale: float | None = None) -> DenoiserFn:
         """The model's ε function: classifier-free guidance at `cfg_scale` (1 = plain conditional), then the
-        transfer method's guidance at weight w = `transfer_scale`, or the card's w when None (the composition
-        at a CFG scale ≠ 1 is stated in `models.guidance`)."""
+        transfer method's guidance at weight w = `transfer_scale`, or the method's default w when None
+        (`TransferSettings.transfer_scale`; the composition at a CFG scale ≠ 1 is stated in `models.guidance`)."""
         eps = classifier_free_guidance(self.net, self.net.null_class, cfg_scale)
-        scale = self.card.transfer_scale if transfer_scale is None else transfer_scale
+        scale = TransferSettings().transfer_scale(self.method) if transfer_scale is None else transfer_scale
         scale = 1.0 if scale is None else scale
         if self.reference is not None:
             return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, cfg_scale), eps, scale)
@@ -113,20 +110,10 @@ def _guidance(payload: dict, device) -> tuple[LogHFn, tuple[int, int]]:
     return log_h, (int(payload["t_min"]), int(payload["fade_steps"]))
 
 
-def _frozen_unet(card: ModelCard, ema: dict, device: torch.device | str) -> UNet1D:
+def _frozen_unet(card: ModelCard, weights: dict, device: torch.device | str) -> UNet1D:
     net = card.new_network()
-    net.load_state_dict(ema["weights"])
+    net.load_state_dict(weights)
     return net.to(device).eval().requires_grad_(False)
-
-
-def save_model_file(training_dir: Path, path: Path, **card_updates) -> Path:
-    """Write what sampling needs (EMA weights + card) from a training folder: best.pt, else checkpoint.pt."""
-    best = training_dir / "best.pt"
-    payload = load_checkpoint(best if best.is_file() else training_dir / "checkpoint.pt")
-    slim = {key: payload[key] for key in ("ema", "card", "step", "train_config") if key in payload}
-    slim["card"] = {**slim["card"], **card_updates}
-    save_checkpoint(path, slim)
-    return path
 
 
 def labels_for_mix(n: int, mix: dict[str, float], classes: list[str]) -> np.ndarray:

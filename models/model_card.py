@@ -3,7 +3,7 @@
 A checkpoint must sample on its own (DESIGN §3; nanoGPT's checkpoints carry their config, diffusers'
 `register_to_config` saves every constructor argument), so the card holds the network's and the
 schedule's full configuration, the data description (classes, leads, rate, window, anchor,
-normalization), and for a transferred model the transfer method and its default guidance weight w.
+normalization), and for a transferred model the transfer method and the target it was moved to.
 It is written as a plain dict under the checkpoint's "card" key and read back here, checked: an
 unknown or missing key is an error naming it.
 """
@@ -17,6 +17,8 @@ from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
 X0_CLIP_PERCENTILE, X0_CLIP_MARGIN = 99.9, 1.5
+# keys older cards carry and this version ignores: the guidance weight w is asked for at sampling, not stored
+RETIRED_KEYS = frozenset({"transfer_scale"})
 
 
 def x0_clip_for(normalized_windows) -> float:
@@ -59,7 +61,6 @@ class ModelCard:
     trained_on: str = ""  # the source cohort's database
     method: str = "source"  # the transfer method that made it ("source": the source model itself)
     target: str | None = None  # the target cohort's database, for a transferred model
-    transfer_scale: float | None = None  # TGDP / domain guidance: the w it samples with unless told otherwise
     clip_x0: float | None = None  # samplers clip x̂_0 to ±this (normalized units; `x0_clip_for`)
     built_by: dict = field(default_factory=_built_by)  # package versions
 
@@ -81,6 +82,7 @@ class ModelCard:
     @classmethod
     def from_dict(cls, card: dict, where: str = "checkpoint") -> ModelCard:
         """A card read back from `to_dict`'s output; ModelCardError names an unknown or missing key."""
+        card = {key: value for key, value in card.items() if key not in RETIRED_KEYS}
         unknown = sorted(set(card) - {spec.name for spec in fields(cls)})
         if unknown:
             raise ModelCardError(f"{where}: model card has unknown keys {unknown}")

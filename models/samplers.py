@@ -18,6 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.settings import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES
 
 # Samplers start at the last t with λ_t = log(α_t/σ_t) ≥ −5.1 (diffusers' `lambda_min_clipped` for the cosine
 # schedule). The cosine schedule's clipped last β puts ᾱ_{T−1} near 2e-9 (λ ≈ −10): there x̂_0 = (x − σ ε̂)/α
@@ -26,7 +27,6 @@ from ecg_tgdp.models.schedule import NoiseSchedule
 # there instead of at ᾱ = 0 changes the marginal by less than 1% of the data scale. The linear schedule
 # (λ_{T−1} = −5.06) starts at T−1 as before.
 LOGSNR_START = -5.1
-DEFAULT_SAMPLER, DEFAULT_STEPS = "dpmpp_sde", 25  # every sampling entry point's defaults (README: the sampler)
 DenoiserFn = Callable[[Tensor, Tensor, Tensor], Tensor]  # (x_t [B, C, L], t [B] long, y [B] long) -> ε [B, C, L]
 
 
@@ -199,8 +199,8 @@ def _dpm_solver_pp(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequenc
     return x
 
 
-_SAMPLERS = {"ddpm": ddpm_sample, "ddim": ddim_sample, "dpmpp": dpmpp_sample, "dpmpp_sde": dpmpp_sde_sample}
-SAMPLERS = tuple(_SAMPLERS)
+_SAMPLERS = {"dpmpp_sde": dpmpp_sde_sample, "dpmpp": dpmpp_sample, "ddim": ddim_sample, "ddpm": ddpm_sample}
+SAMPLERS = SAMPLER_NAMES  # tests/test_samplers.py checks that the names are _SAMPLERS' keys
 
 
 def sample(denoiser: DenoiserFn, schedule: NoiseSchedule, shape: Sequence[int], labels: Tensor, *,

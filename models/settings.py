@@ -8,24 +8,37 @@ them reject unknown keys (pydantic reads it; nothing else does).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields
 from typing import ClassVar
 
 ESTIMATORS = ("time_classifier", "regression")  # TGDP's estimators of log h (models.tgdp_transfer)
 NEAR_PERFECT_AUROC = 0.99  # above this the held-out domains barely overlap: the ratio is unreliable there
 PREDICTIONS = ("epsilon", "v")  # the U-Net's output parameterizations (models.unet)
+SAMPLER_NAMES = ("dpmpp_sde", "dpmpp", "ddim", "ddpm")  # models.samplers
+TRANSFER_METHODS = ("source_only", "target_only", "finetune", "finetune_partial", "domain_guidance", "tgdp")
+SCHEDULES = ("cosine", "linear")  # models.schedule.NoiseSchedule.from_name
+DEFAULT_SAMPLER, DEFAULT_STEPS = "dpmpp_sde", 25  # every sampling entry point's defaults (README: the sampler)
+_STRICT: dict = {"extra": "forbid", "allow_inf_nan": False}  # pydantic's reading of a config table typed by one of these
 
 
 def _require(settings, rules: dict[str, bool]) -> None:
-    """Raise one ValueError naming every rule (message → whether it holds) that `settings` breaks."""
-    broken = [rule for rule, holds in rules.items() if not holds]
+    """Raise one ValueError naming every rule (message → whether it holds) that `settings` breaks; every float
+    field must also be finite (NaN compares false with everything, so a range rule alone would let it through)."""
+    infinite = [spec.name for spec in fields(settings) if isinstance(getattr(settings, spec.name), float)
+                and not math.isfinite(getattr(settings, spec.name))]
+    broken = [f"{', '.join(infinite)} must be finite"] if infinite else []
+    broken += [rule for rule, holds in rules.items() if not holds]
     if broken:
-        raise ValueError(f"invalid {settings}: " + "; ".join(broken))
+        raise ValueError(f"invalid {type(settings).__name__}: " + "; ".join(broken))
 
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """Network shape; saved inside checkpoints so that sampling needs only the checkpoint."""
+    """Network shape; saved inside checkpoints so that sampling needs only the checkpoint. The run config's
+    [source_model.model] table (leads, num_classes and anchor come from the source cohort there)."""
+
+    __pydantic_config__: ClassVar[dict] = _STRICT
 
     leads: int = 1  # input and output channels
     num_classes: int = 3  # embedding has num_classes + 1 rows; row num_classes is the null class (CFG)
@@ -45,14 +58,30 @@ class UNetConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "channel_mults", tuple(self.channel_mults))  # a TOML/JSON list round-trips
         widths = [self.base_channels * m for m in self.channel_mults]
-        if not widths or any(w % self.groups for w in widths):
-            raise ValueError(f"UNetConfig: widths {widths} must be non-empty and divisible by groups={self.groups}")
-        if self.leads < 1 or self.num_classes < 1 or self.res_blocks < 1:
-            raise ValueError(f"UNetConfig: leads, num_classes and res_blocks must be >= 1, got {self}")
-        if self.anchor is not None and not (0 <= self.anchor <= 1 and self.anchor_width > 0):
-            raise ValueError(f"UNetConfig: anchor must lie in [0, 1] and anchor_width be > 0, got {self}")
-        if self.prediction not in PREDICTIONS:
-            raise ValueError(f"UNetConfig: prediction must be one of {PREDICTIONS}, got {self.prediction!r}")
+        _require(self, {
+            f"widths {widths} must be non-empty and divisible by groups={self.groups}":
+                bool(widths) and self.groups >= 1 and not any(w % self.groups for w in widths),
+            "leads, num_classes, base_channels and res_blocks must be >= 1":
+                min(self.leads, self.num_classes, self.base_channels, self.res_blocks, *self.channel_mults) >= 1,
+            "dropout must be in [0, 1)": 0 <= self.dropout < 1,
+            "anchor must lie in [0, 1] and anchor_width be > 0":
+                self.anchor is None or (0 <= self.anchor <= 1 and self.anchor_width > 0),
+            f"prediction must be one of {PREDICTIONS}": self.prediction in PREDICTIONS,
+        })
+
+
+@dataclass(frozen=True)
+class ScheduleSettings:
+    """The noise schedule a denoiser is trained with (`NoiseSchedule.from_name`); [source_model.schedule]."""
+
+    __pydantic_config__: ClassVar[dict] = _STRICT
+
+    kind: str = "cosine"  # one of SCHEDULES
+    num_steps: int = 1000  # training diffusion steps T
+
+    def __post_init__(self) -> None:
+        _require(self, {f"kind must be one of {SCHEDULES}": self.kind in SCHEDULES,
+                        "num_steps must be > 1": self.num_steps > 1})
 
 
 @dataclass
@@ -61,7 +90,7 @@ class TrainConfig:
 
     Also the schema of the run config's training sections (`pipeline.config`), which reject unknown keys."""
 
-    __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}  # read by pydantic when a config section is this dataclass
+    __pydantic_config__: ClassVar[dict] = _STRICT  # read by pydantic when a config section is this dataclass
 
     steps: int = 20000                # optimizer updates in all; raising it resumes a finished run (new cosine length)
     batch_size: int = 64              # windows per rank and step
@@ -100,7 +129,7 @@ class ClassifierTraining:
     """How the classifier is trained: class-balanced batches, early stopping on validation macro-F1; also the
     schema of the config's `evaluation.classifier_training` (unknown keys rejected)."""
 
-    __pydantic_config__: ClassVar[dict] = {"extra": "forbid"}
+    __pydantic_config__: ClassVar[dict] = _STRICT
 
     epochs: int = 15
     batch_size: int = 128
@@ -113,17 +142,21 @@ class ClassifierTraining:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if min(self.epochs, self.batch_size, self.patience) < 1 or self.lr <= 0 or self.weight_decay < 0 \
-                or (self.steps_per_epoch is not None and self.steps_per_epoch < 1) or self.gain_jitter < 0 \
-                or self.noise < 0:
-            raise ValueError(f"invalid {self}: epochs, batch_size, patience, steps_per_epoch >= 1; lr > 0; "
-                             "weight_decay, gain_jitter, noise >= 0")
+        _require(self, {
+            "epochs, batch_size, patience, steps_per_epoch must be >= 1":
+                min(self.epochs, self.batch_size, self.patience, self.steps_per_epoch or 1) >= 1,
+            "lr must be > 0": self.lr > 0,
+            "weight_decay, gain_jitter, noise, seed must be >= 0":
+                min(self.weight_decay, self.gain_jitter, self.noise, self.seed) >= 0,
+        })
 
 
 @dataclass
 class DomainTraining:
     """How a domain classifier is trained (binary cross-entropy, AdamW), and early stopped when held-out
     windows are given."""
+
+    __pydantic_config__: ClassVar[dict] = _STRICT
 
     steps: int = 1500  # at most; early stopping on held-out log-loss usually ends sooner
     batch_size: int = 256
@@ -136,15 +169,19 @@ class DomainTraining:
     seed: int = 0  # batches, timesteps and noise all come from one generator seeded with this
 
     def __post_init__(self) -> None:
-        if min(self.steps, self.batch_size, self.val_every) < 1 or self.lr <= 0 or self.weight_decay < 0 \
-                or not 0 <= self.min_lr_ratio <= 1 or self.patience < 0:
-            raise ValueError(f"invalid {self}: steps, batch_size and val_every must be >= 1, lr > 0, weight_decay "
-                             ">= 0, min_lr_ratio in [0, 1], patience >= 0")
+        _require(self, {
+            "steps, batch_size and val_every must be >= 1": min(self.steps, self.batch_size, self.val_every) >= 1,
+            "lr must be > 0": self.lr > 0,
+            "weight_decay, patience, seed must be >= 0": min(self.weight_decay, self.patience, self.seed) >= 0,
+            "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
+        })
 
 
 @dataclass
 class GuidanceTraining:
     """How h_ψ is trained (AdamW on the loss above); η = 0 switches a regularizer off (not computed, logged as 0)."""
+
+    __pydantic_config__: ClassVar[dict] = _STRICT
 
     steps: int = 1500
     batch_size: int = 128  # source windows per step, and target windows per step when a regularizer is on
@@ -180,8 +217,12 @@ class GuidanceTraining:
 
 @dataclass
 class TGDPSettings:
-    """Every knob of one TGDP fit; η₁ = guidance.eta_cycle, η₂ = guidance.eta_consistency (regression)."""
+    """Every knob of one TGDP fit, and the guidance weight w it samples with by default; η₁ = guidance.eta_cycle,
+    η₂ = guidance.eta_consistency (regression). The run config's [transfer.tgdp] table and its sub-tables."""
 
+    __pydantic_config__: ClassVar[dict] = _STRICT
+
+    transfer_scale: float = 1.0  # w in ε_θ − w f(t) σ_t ∇ log h (1 in theory); applied at sampling, not part of the fit
     estimator: str = "time_classifier"  # one of ESTIMATORS
     network: str = "conv"  # "conv" for windows [N, leads, T]; "mlp" for points [N, ...], flattened
     width: int = 64  # channels (conv) or hidden units (mlp) of the classifiers and the guidance network
@@ -196,9 +237,57 @@ class TGDPSettings:
     bands: int = 10  # bands of t for the held-out diagnostics
 
     def __post_init__(self) -> None:
-        if self.estimator not in ESTIMATORS:
-            raise ValueError(f"estimator must be one of {ESTIMATORS}, got {self.estimator!r}")
-        if self.ratio_normalization not in ("clip", "self_normalize"):
-            raise ValueError(f"ratio_normalization must be 'clip' or 'self_normalize', got {self.ratio_normalization!r}")
-        if self.refine_steps < 0 or self.bands < 1 or not 0.5 < self.near_perfect_auroc <= 1:
-            raise ValueError(f"invalid {self}: refine_steps >= 0, bands >= 1, near_perfect_auroc in (0.5, 1]")
+        _require(self, {
+            f"estimator must be one of {ESTIMATORS}": self.estimator in ESTIMATORS,
+            "network must be 'conv' or 'mlp'": self.network in ("conv", "mlp"),
+            "ratio_normalization must be 'clip' or 'self_normalize'":
+                self.ratio_normalization in ("clip", "self_normalize"),
+            "width and depth must be >= 1, width a multiple of 8 for 'conv'":
+                min(self.width, self.depth) >= 1 and (self.network != "conv" or self.width % 8 == 0),
+            "refine_steps >= 0, bands >= 1": self.refine_steps >= 0 and self.bands >= 1,
+            "near_perfect_auroc must be in (0.5, 1]": 0.5 < self.near_perfect_auroc <= 1,
+            "transfer_scale must be >= 0": self.transfer_scale >= 0,
+        })
+
+    def fit_settings(self) -> dict:
+        """Everything but w: what a fit depends on (its cache key)."""
+        return {key: value for key, value in asdict(self).items() if key != "transfer_scale"}
+
+
+@dataclass
+class DomainGuidanceSettings:
+    """Domain guidance (Zhong et al. 2025): ε_src + w (ε_ft − ε_src) over the fine-tuned model; its [transfer.
+    domain_guidance] table. The fine-tuned model is the `finetune` method's."""
+
+    __pydantic_config__: ClassVar[dict] = _STRICT
+
+    transfer_scale: float = 1.5  # w; applied at sampling
+
+    def __post_init__(self) -> None:
+        _require(self, {"transfer_scale must be >= 0": self.transfer_scale >= 0})
+
+
+def _finetune_training() -> TrainConfig:
+    """From the source EMA weights at a low learning rate, early stopped on the target val loss; a short run needs
+    a fast EMA."""
+    return TrainConfig(steps=2000, lr=5e-5, warmup_steps=50, ema_decay=0.995, val_every=100, checkpoint_every=100,
+                       early_stopping_patience=5)
+
+
+def _target_only_training() -> TrainConfig:
+    return TrainConfig(steps=3000, warmup_steps=200, val_every=250, checkpoint_every=500, early_stopping_patience=6)
+
+
+@dataclass
+class TransferSettings:
+    """Every transfer method's settings (`models.transfer.fit_transfer`); the run config's [transfer.<method>]
+    tables. finetune_partial trains with `finetune`'s settings; source_only has none."""
+
+    finetune: TrainConfig = field(default_factory=_finetune_training)
+    target_only: TrainConfig = field(default_factory=_target_only_training)
+    tgdp: TGDPSettings = field(default_factory=TGDPSettings)
+    domain_guidance: DomainGuidanceSettings = field(default_factory=DomainGuidanceSettings)
+
+    def transfer_scale(self, method: str) -> float | None:
+        """The guidance weight w `method` samples with by default (None: a method without one)."""
+        return {"tgdp": self.tgdp.transfer_scale, "domain_guidance": self.domain_guidance.transfer_scale}.get(method)

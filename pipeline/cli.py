@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -20,7 +21,6 @@ DATABASES = ("mitdb", "svdb", "incartdb", "ptb-xl")
 EXPORT_FORMATS = ("npz", "csv", "wfdb")
 FORMAT_HELP = ("npz: arrays windows, labels, patients, fs_hz, leads; csv (one lead): label and patient columns, then "
                "one column per sample; wfdb: beat classes as one record per patient with a beat annotation per window")
-from ecg_tgdp.data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE  # plain constants, no imports
 
 # (module, class) of the exceptions that mean "this request cannot be done as asked": printed as one line. Named
 # instead of imported so that main() imports nothing; a class whose module was never imported was never raised.
@@ -121,24 +121,23 @@ def _add_config_arguments(command: argparse.ArgumentParser) -> None:
 
 
 def _add_sample_command(commands) -> None:
-    from ecg_tgdp.pipeline.config import EvaluationConfig
-
-    sampling = EvaluationConfig.model_fields
+    from ecg_tgdp.models.settings import DEFAULT_SAMPLER, DEFAULT_STEPS, SAMPLER_NAMES
     sample = _command(commands, "sample", "generate labeled windows from a diffusion checkpoint")
     sample.add_argument("--checkpoint", type=Path, required=True,
                         help="model.pt of the source model or of any transfer method (models/<name>/model.pt)")
     sample.add_argument("--n", type=_positive_int, required=True, help="number of windows")
     sample.add_argument("--class-mix", type=_class_mix, help="shares per class, e.g. N=0.5,S=0.25,V=0.25 "
                                                              "(default: equal)")
-    sample.add_argument("--sampler", choices=_literal_choices(sampling["sampler"]), default=sampling["sampler"].default,
+    sample.add_argument("--sampler", choices=SAMPLER_NAMES, default=DEFAULT_SAMPLER,
                         help="dpmpp_sde: SDE-DPM-Solver++(2M); dpmpp: its ODE form; ddim; ddpm")
-    sample.add_argument("--steps", type=_positive_int, default=sampling["sampling_steps"].default,
+    sample.add_argument("--steps", type=_positive_int, default=DEFAULT_STEPS,
                         help="sampling steps (10-50 for dpmpp_sde/dpmpp/ddim; at most what the checkpoint's schedule allows)")
-    sample.add_argument("--cfg-scale", type=float, default=1.0,
+    sample.add_argument("--cfg-scale", type=_non_negative_float, default=1.0,
                         help="classifier-free guidance scale (1 = plain conditional sampling)")
-    sample.add_argument("--transfer-scale", type=float,
-                        help="guidance weight w of a transferred model (TGDP, domain guidance); default: the one it "
-                             "was built with")
+    sample.add_argument("--transfer-scale", type=_non_negative_float,
+                        help="guidance weight w of a transferred model (TGDP, domain guidance); default: the "
+                             "method's (transfer.<method>.transfer_scale of models/settings.py: TGDP 1, domain "
+                             "guidance 1.5)")
     sample.add_argument("--seed", type=int, default=0, help="seed of the sampler's noise")
     sample.add_argument("--out", type=Path, required=True, help="output folder")
     sample.add_argument("--format", choices=("store", *EXPORT_FORMATS), default="store",
@@ -150,52 +149,51 @@ def _add_sample_command(commands) -> None:
 
 
 def _add_augment_command(commands) -> None:
+    from ecg_tgdp.pipeline.augment_options import AugmentOptions
     from ecg_tgdp.pipeline.config import TRANSFER_METHODS
-    from ecg_tgdp.pipeline.shipped import SHIPPED_MODEL_NAME
 
+    default = AugmentOptions()
     augment = _command(commands, "augment", "add synthetic windows to your own small labeled dataset, transferred "
                                             "from a source model")
     augment.add_argument("--target", type=Path, required=True,
                          help="a folder of WFDB records with .atr beat labels (or --labels-csv), or an .npz/.csv of "
                               "windows")
     augment.add_argument("--out", type=Path, required=True, help="output folder")
-    augment.add_argument("--method", choices=TRANSFER_METHODS, default="tgdp",
+    augment.add_argument("--method", choices=TRANSFER_METHODS, default=default.method,
                          help="transfer method (see `ecg-tgdp transfer --help`)")
     augment.add_argument("--n-per-class", type=_positive_int,
                          help="add this many synthetic windows of every class (default: top rare classes up, below)")
-    augment.add_argument("--target-share", type=float, default=DEFAULT_TARGET_SHARE,
+    augment.add_argument("--target-share", type=_positive_float, default=default.target_share,
                          help="top each class up to this share of the majority class's real count")
-    augment.add_argument("--max-per-class", type=int, default=DEFAULT_MAX_PER_CLASS,
+    augment.add_argument("--max-per-class", type=_non_negative_int, default=default.max_per_class,
                          help="at most this many synthetic windows of a class when topping up")
-    augment.add_argument("--format", choices=EXPORT_FORMATS, default="npz", help=FORMAT_HELP)
-    augment.add_argument("--source-model", default=SHIPPED_MODEL_NAME,
+    augment.add_argument("--format", choices=EXPORT_FORMATS, default=default.fmt, help=FORMAT_HELP)
+    augment.add_argument("--source-model", default=default.source_model,
                          help="source checkpoint path, or the name of a shipped model (the default is the MIT-BIH "
                               "one); it fixes classes, leads, rate and window")
     augment.add_argument("--labels-csv", help="record-level labels for a WFDB folder (columns record, label[, patient])")
     augment.add_argument("--leads", nargs="+", metavar="NAME",
                          help="lead names in your records, in the model's lead order (default: the model's, e.g. MLII)")
-    augment.add_argument("--fs-in-hz", type=float, help="sampling rate of a CSV (or of an NPZ without fs_hz)")
+    augment.add_argument("--fs-in-hz", type=_positive_float,
+                         help="sampling rate of a CSV (or of an NPZ without fs_hz)")
     augment.add_argument("--resample", action="store_true",
                          help="allow resampling records at another rate than the model's")
-    augment.add_argument("--min-per-class", type=_positive_int, default=20,
+    augment.add_argument("--min-per-class", type=_positive_int, default=default.min_per_class,
                          help="fewest real windows of each class to accept")
-    augment.add_argument("--source-per-class", type=_positive_int, default=500,
-                         help="source-model samples per class that stand in for the source cohort")
-    augment.add_argument("--steps", type=_positive_int, default=25, help="sampling steps (SDE-DPM-Solver++)")
-    augment.add_argument("--seed", type=int, default=0, help="seed of the split, the transfer and the sampler")
-    augment.add_argument("--device", type=_device, default="auto", help="'auto' (CUDA when available), 'cpu', "
-                                                                         "'cuda', 'cuda:1', ...")
+    augment.add_argument("--source-per-class", type=_positive_int, default=default.source_per_class,
+                         help="source-model samples per class that stand in for the source cohort (a share of them "
+                              "is held out for TGDP's diagnostics)")
+    augment.add_argument("--steps", type=_positive_int, default=default.sampling_steps,
+                         help="sampling steps (SDE-DPM-Solver++)")
+    augment.add_argument("--seed", type=int, default=default.seed, help="seed of the split, the transfer and the "
+                                                                        "sampler")
+    augment.add_argument("--device", type=_device, default=default.device, help="'auto' (CUDA when available), "
+                                                                                "'cpu', 'cuda', 'cuda:1', ...")
     augment.add_argument("--work-dir", type=Path, help="transfer run folder (default: .<out>.work beside --out)")
     augment.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                         help="override a transfer setting, e.g. --set transfer.tgdp.guidance_steps=500 (repeatable)")
+                         help="override a transfer setting, e.g. --set transfer.tgdp.time_domain.steps=500 "
+                              "(repeatable)")
     augment.set_defaults(handler=_augment)
-
-
-def _literal_choices(field) -> tuple[str, ...]:
-    """The names a config field of type Literal[...] allows."""
-    from typing import get_args
-
-    return get_args(field.annotation)
 
 
 def _positive_int(text: str) -> int:
@@ -205,6 +203,41 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _number(text: str) -> float:
+    """A finite float: argparse's float() takes 'nan' and 'inf', which no option of this CLI means."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = _number(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = _number(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
     return value
 
 
@@ -226,12 +259,9 @@ def _class_mix(text: str) -> dict[str, float]:
     mix = {}
     for item in text.split(","):
         name, sep, share = item.partition("=")
-        try:
-            mix[name.strip()] = float(share)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected CLASS=SHARE pairs like N=0.5,S=0.5, got {item!r}") from None
         if not sep:
             raise argparse.ArgumentTypeError(f"expected CLASS=SHARE pairs like N=0.5,S=0.5, got {item!r}")
+        mix[name.strip()] = _non_negative_float(share)
     return mix
 
 
@@ -314,18 +344,15 @@ def _evaluate(args) -> None:
 
 def _augment(args) -> None:
     from ecg_tgdp.pipeline.augment import augment
-    from ecg_tgdp.pipeline.config import ConfigError
-    from ecg_tgdp.pipeline.shipped import pretrained_path
+    from ecg_tgdp.pipeline.augment_options import AugmentOptions
 
-    if args.target_share <= 0 or args.max_per_class < 0:
-        raise ConfigError(f"--target-share must be positive and --max-per-class at least 0, got {args.target_share} "
-                          f"and {args.max_per_class}")
-    augment(args.target, args.out, source_model=pretrained_path(args.source_model), method=args.method,
-            n_per_class=args.n_per_class, target_share=args.target_share, max_per_class=args.max_per_class,
-            fmt=args.format, labels_csv=args.labels_csv, leads=args.leads, fs_in_hz=args.fs_in_hz,
-            resample=args.resample, min_per_class=args.min_per_class, source_per_class=args.source_per_class,
-            sampling_steps=args.steps, seed=args.seed, device=args.device, work_dir=args.work_dir,
-            overrides=tuple(args.overrides))
+    options = AugmentOptions(
+        source_model=args.source_model, method=args.method, n_per_class=args.n_per_class,
+        target_share=args.target_share, max_per_class=args.max_per_class, fmt=args.format, labels_csv=args.labels_csv,
+        leads=tuple(args.leads) if args.leads else None, fs_in_hz=args.fs_in_hz, resample=args.resample,
+        min_per_class=args.min_per_class, source_per_class=args.source_per_class, sampling_steps=args.steps,
+        seed=args.seed, device=args.device, work_dir=args.work_dir)
+    augment(args.target, args.out, options, tuple(args.overrides))
 
 
 def _run(args) -> None:

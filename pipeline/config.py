@@ -6,13 +6,23 @@ import json
 import os
 import sys
 from dataclasses import fields as dataclass_fields
+from dataclasses import replace
 from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ecg_tgdp.data.simulation_spec import CohortShift, SimulationSpec
-from ecg_tgdp.models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TGDPSettings, TrainConfig, UNetConfig
+from ecg_tgdp.evaluation.settings import EvaluationSettings
+from ecg_tgdp.models.settings import (
+    TRANSFER_METHODS,
+    DomainGuidanceSettings,
+    ScheduleSettings,
+    TGDPSettings,
+    TrainConfig,
+    TransferSettings,
+    UNetConfig,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -47,7 +57,7 @@ def data_root_choices() -> str:
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 # Shortest window: a QRS complex (about 0.1 s) with its slopes on either side; shorter windows hold no beat.
@@ -156,36 +166,18 @@ class CohortConfig(_Strict):
         return self
 
 
-_UNET = {spec.name: spec.default for spec in dataclass_fields(UNetConfig)}
-
-
-class DiffusionModelConfig(_Strict):
-    """The 1D U-Net denoiser's shape (models.unet.UNetConfig, whose defaults these are; leads, classes and the
-    anchor come from the cohort) and its noise schedule."""
-
-    base_channels: int = Field(_UNET["base_channels"], gt=0)
-    channel_mults: list[int] = Field(list(_UNET["channel_mults"]), min_length=1)
-    res_blocks: int = Field(_UNET["res_blocks"], gt=0)
-    attention: bool = _UNET["attention"]
-    dropout: float = Field(_UNET["dropout"], ge=0, lt=1)
-    groups: int = Field(_UNET["groups"], gt=0)
-    position_channel: bool = _UNET["position_channel"]
-    prediction: Literal["epsilon", "v"] = Field(_UNET["prediction"], description="what the network outputs: ε, or "
-                                                "v = α ε − σ x_0, which keeps x̂_0 bounded at high noise")
-    anchor_channel: bool = Field(True, description="beat windows: mark the labeled beat with an input channel (the "
-                                 "network then knows which of the window's beats the class is about)")
-    schedule: Literal["cosine", "linear"] = "cosine"
-    num_steps: int = Field(1000, gt=1, description="training diffusion steps T")
-
-
 class SourceModelConfig(_Strict):
-    """The source diffusion model: a shipped pretrained checkpoint, or one trained here (`training` is
-    models.training.TrainConfig; its seed is the run's)."""
+    """The source diffusion model: a shipped pretrained checkpoint, or one trained here. Its tables are the library's
+    settings: `model` models.settings.UNetConfig (leads, num_classes and anchor come from the source cohort),
+    `schedule` ScheduleSettings, `training` TrainConfig (its seed is the run's)."""
 
     pretrained: Path | None = Field(None, description="checkpoint to use instead of training: a shipped model's name "
                                     "(models/pretrained/<name>) or a path; '' trains anew")
-    model: DiffusionModelConfig = DiffusionModelConfig()
-    training: TrainConfig = TrainConfig()
+    model: UNetConfig = Field(default_factory=UNetConfig)
+    schedule: ScheduleSettings = Field(default_factory=ScheduleSettings)
+    training: TrainConfig = Field(default_factory=TrainConfig)
+    anchor_channel: bool = Field(True, description="beat windows: mark the labeled beat with an input channel (the "
+                                 "network then knows which of the window's beats the class is about)")
     selection: Literal["samples", "val_loss"] = Field(
         "samples", description="which validation's EMA weights are kept: 'samples' (those whose samples a "
         "discriminator tells least well from training windows; README: the source model) or 'val_loss'")
@@ -197,95 +189,42 @@ class SourceModelConfig(_Strict):
     def _empty_means_none(cls, value):
         return None if value == "" else value
 
+    @field_validator("model", mode="before")
+    @classmethod
+    def _cohort_decides(cls, value):
+        given = sorted(set(value) & set(COHORT_NETWORK_KEYS)) if isinstance(value, dict) else []
+        if given:
+            raise ValueError(f"{', '.join(given)} come from the source cohort (its leads, classes and anchor); "
+                             "leave them out")
+        return value
 
-_DOMAIN = {spec.name: spec.default for spec in dataclass_fields(DomainTraining)}
-_GUIDANCE = {spec.name: spec.default for spec in dataclass_fields(GuidanceTraining)}
-_TGDP = {spec.name: spec.default for spec in dataclass_fields(TGDPSettings)}
-
-
-class TGDPConfig(_Strict):
-    """TGDP (DESIGN §6): the time-dependent domain classifier c'(x_t, y, t), and for the regression estimator the
-    clean-window classifier and the guidance network h_ψ."""
-
-    estimator: Literal["time_classifier", "regression"] = Field(
-        _TGDP["estimator"], description="log h = logit c' (time_classifier), or h_ψ regressed on the clean-window "
-        "ratio with the cycle and consistency regularizers (regression, the paper's); README: TGDP that transfers")
-    width: int = Field(_TGDP["width"], gt=0, description="channels of the classifiers and the guidance network "
-                       "(multiple of 8)")
-    depth: int = Field(_TGDP["depth"], gt=0)
-    classifier_steps: int = Field(_DOMAIN["steps"], gt=0, description="at most, for c and c' each")
-    classifier_batch_size: int = Field(_DOMAIN["batch_size"], gt=0)
-    classifier_lr: float = Field(_DOMAIN["lr"], gt=0)
-    classifier_val_every: int = Field(_DOMAIN["val_every"], gt=0, description="steps between held-out log-losses "
-                                      "of the classifiers")
-    classifier_patience: int = Field(_DOMAIN["patience"], ge=0, description="held-out log-losses without "
-                                     "improvement before a classifier stops; 0 disables early stopping")
-    refine_steps: int = Field(_TGDP["refine_steps"], ge=0, description="time_classifier: steps of BCE + η₂ · "
-                              "consistency after the fit")
-    fade: bool = Field(_TGDP["fade"], description="no guidance below the t where held-out c' separates the domains "
-                       "(AUROC ≥ near_perfect_auroc)")
-    near_perfect_auroc: float = Field(_TGDP["near_perfect_auroc"], gt=0.5, le=1)
-    guidance_steps: int = Field(_GUIDANCE["steps"], gt=0, description="regression: at most, for h_ψ")
-    guidance_batch_size: int = Field(_GUIDANCE["batch_size"], gt=0)
-    guidance_lr: float = Field(_GUIDANCE["lr"], gt=0)
-    eta_cycle: float = Field(_GUIDANCE["eta_cycle"], ge=0, description="η₁, weight of the cycle regularizer; 0 "
-                             "switches it off")
-    eta_consistency: float = Field(_GUIDANCE["eta_consistency"], ge=0, description="η₂, weight of the consistency "
-                                   "regularizer; 0 switches it off")
-    ratio_normalization: Literal["clip", "self_normalize"] = _TGDP["ratio_normalization"]
-    r_min: float = Field(_GUIDANCE["r_min"], gt=0)
-    r_max: float = Field(_GUIDANCE["r_max"], gt=0)
-    val_every: int = Field(_GUIDANCE["val_every"], gt=0)
-    patience: int = Field(_GUIDANCE["patience"], ge=0, description="validations without improvement of the "
-                          "held-out consistency loss")
-    transfer_scale: float = Field(1.0, description="w in ε_θ − w f(t) σ_t ∇ log h (1 in theory); applied at "
-                                  "sampling, so changing it trains nothing")
+    def unet(self, leads: int, num_classes: int, anchor: float | None) -> UNetConfig:
+        """The network for a cohort of `leads` leads and `num_classes` classes, its labeled beat at `anchor` (a
+        fraction of the window; None for record crops)."""
+        return replace(self.model, leads=leads, num_classes=num_classes,
+                       anchor=anchor if self.anchor_channel else None)
 
 
-TRANSFER_METHODS = ("source_only", "target_only", "finetune", "finetune_partial", "domain_guidance", "tgdp")
+COHORT_NETWORK_KEYS = ("leads", "num_classes", "anchor")  # UNetConfig fields the source cohort decides
 
 
 class TransferConfig(_Strict):
-    """The `transfer` stage: which methods to run and their settings."""
+    """The `transfer` stage: which methods to run and their settings, each table typed by the library's dataclass
+    (models.settings.TransferSettings: finetune and target_only are TrainConfig, tgdp TGDPSettings with its
+    time_domain, domain and guidance tables, domain_guidance DomainGuidanceSettings)."""
 
     methods: list[Literal[TRANSFER_METHODS]] = ["tgdp", "finetune", "target_only"]
-    finetune: TrainConfig = Field(TrainConfig(steps=2000, lr=5e-5, warmup_steps=50, ema_decay=0.995, val_every=100,
-                                              checkpoint_every=100, early_stopping_patience=5),
-                                  description="finetune and finetune_partial: from the source EMA weights at a low "
-                                  "learning rate, early stopped on the target val loss; a short run needs a fast EMA")
-    target_only: TrainConfig = TrainConfig(steps=3000, warmup_steps=200, val_every=250, checkpoint_every=500,
-                                           early_stopping_patience=6)
-    domain_guidance_scale: float = Field(1.5, description="w in ε_src + w (ε_ft − ε_src)")
-    tgdp: TGDPConfig = TGDPConfig()
+    finetune: TrainConfig = Field(default_factory=lambda: TransferSettings().finetune, description="finetune and "
+                                  "finetune_partial")
+    target_only: TrainConfig = Field(default_factory=lambda: TransferSettings().target_only)
+    tgdp: TGDPSettings = Field(default_factory=TGDPSettings)
+    domain_guidance: DomainGuidanceSettings = Field(default_factory=DomainGuidanceSettings)
     max_val_windows: int = Field(4000, gt=0, description="target val windows for early stopping: a seeded random "
                                  "subset when there are more (a validation pass over 60k svdb beats took 40 s)")
 
-
-class EvaluationConfig(_Strict):
-    """The `sample` and `evaluate` stages (DESIGN §7)."""
-
-    samples_per_class: int = Field(500, gt=0, description="synthetic windows per class, the same for every method")
-    sampler: Literal["dpmpp_sde", "dpmpp", "ddim", "ddpm"] = "dpmpp_sde"
-    sampling_steps: int = Field(25, gt=0)
-    seeds: list[int] = Field([0, 1, 2], min_length=1, description="downstream classifier seeds per arm")
-    classifier_training: ClassifierTraining = Field(ClassifierTraining(), description="the downstream classifier's "
-                                                    "training (models.classifier.ClassifierTraining); seeds above")
-    max_val_windows: int = Field(4000, gt=0, description="target val windows for the classifiers' early stopping: a "
-                                 "seeded random subset when there are more (as transfer.max_val_windows)")
-    classifier: str = Field("ecg-tgdp", description="downstream classifier of the utility arms: 'ecg-tgdp' (the "
-                            "project's) or 'package.module:callable' returning a scikit-learn estimator or a torch "
-                            "nn.Module (see evaluation/downstream.py)")
-    transfer_scales: list[float] = Field([], description="sweep: guidance weights w at which TGDP and domain "
-                                         "guidance are sampled again and scored (utility vs w; trains nothing)")
-    budgets: list[int] = Field([], description="sweep: labeled target train windows (class-proportional subsets) "
-                               "the downstream classifier is trained with, real alone and with each method's "
-                               "samples (utility vs target size; the generators stay those of the full budget)")
-    bootstrap: int = Field(200, gt=0, description="resamples of the test patients")
-    memorization_percentile: float = Field(5.0, gt=0, lt=100)
-
-    def sampling(self) -> dict:
-        """The settings that decide the synthetic windows (the sample stage's cache key)."""
-        return self.model_dump(include={"samples_per_class", "sampler", "sampling_steps"})
+    def settings(self) -> TransferSettings:
+        """What `models.transfer.fit_transfer` takes."""
+        return TransferSettings(self.finetune, self.target_only, self.tgdp, self.domain_guidance)
 
 
 class Config(_Strict):
@@ -302,7 +241,7 @@ class Config(_Strict):
     target: CohortConfig
     source_model: SourceModelConfig = SourceModelConfig()
     transfer: TransferConfig = TransferConfig()
-    evaluation: EvaluationConfig = EvaluationConfig()
+    evaluation: EvaluationSettings = Field(default_factory=EvaluationSettings)
 
     def cohorts(self) -> dict[str, CohortConfig]:
         return {"source": self.source, "target": self.target}
@@ -312,6 +251,9 @@ class Config(_Strict):
         """The run's `seed` seeds every stage: a seed inside a library section would be silently replaced."""
         sections = {"source_model.training": self.source_model.training, "transfer.finetune": self.transfer.finetune,
                     "transfer.target_only": self.transfer.target_only,
+                    "transfer.tgdp.time_domain": self.transfer.tgdp.time_domain,
+                    "transfer.tgdp.domain": self.transfer.tgdp.domain,
+                    "transfer.tgdp.guidance": self.transfer.tgdp.guidance,
                     "evaluation.classifier_training": self.evaluation.classifier_training}
         seeded = [name for name, section in sections.items() if section.seed != 0]
         if seeded:
@@ -337,10 +279,28 @@ def load_config(path: Path | str, overrides: list[str] | tuple[str, ...] = ()) -
     return config_from_dict(raw, overrides, str(path))
 
 
+# keys of earlier config versions → what replaced them (a config naming one fails with a line saying so)
+RENAMED_KEYS = {
+    "source_model.model.schedule": "source_model.schedule.kind",
+    "source_model.model.num_steps": "source_model.schedule.num_steps",
+    "source_model.model.anchor_channel": "source_model.anchor_channel",
+    "transfer.domain_guidance_scale": "transfer.domain_guidance.transfer_scale",
+    **{f"transfer.tgdp.classifier_{key}": f"transfer.tgdp.time_domain.{key} (and transfer.tgdp.domain.{key} for "
+       "the regression estimator's clean-window classifier)" for key in ("steps", "batch_size", "lr", "val_every",
+                                                                          "patience")},
+    **{f"transfer.tgdp.guidance_{key}": f"transfer.tgdp.guidance.{key}" for key in ("steps", "batch_size", "lr")},
+    **{f"transfer.tgdp.{key}": f"transfer.tgdp.guidance.{key}" for key in ("eta_cycle", "eta_consistency", "r_min",
+                                                                            "r_max", "val_every", "patience")},
+}
+
+
 def config_from_dict(raw: dict, overrides: list[str] | tuple[str, ...], origin: str) -> Config:
     """Apply `section.key=value` overrides to a raw config dict and validate it; errors name `origin`."""
     for override in overrides:
         apply_override(raw, override)
+    renamed = [f"{old} is now {new}" for old, new in RENAMED_KEYS.items() if _has_key(raw, old)]
+    if renamed:
+        raise ConfigError(f"{origin}: renamed keys: {'; '.join(renamed)}")
     try:
         return Config.model_validate(raw)
     except ValidationError as error:
@@ -365,11 +325,21 @@ def apply_override(raw: dict, override: str) -> None:
     node[leaf] = value
 
 
+def _has_key(raw: dict, dotted: str) -> bool:
+    *parents, leaf = dotted.split(".")
+    for part in parents:
+        raw = raw.get(part)
+        if not isinstance(raw, dict):
+            return False
+    return leaf in raw
+
+
 def dump_config(config: Config) -> str:
     """The resolved config as TOML, exactly what ran."""
     import tomli_w
 
-    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True))
+    cohort_decides = {"source_model": {"model": set(COHORT_NETWORK_KEYS)}}
+    return tomli_w.dumps(config.model_dump(mode="json", exclude_none=True, exclude=cohort_decides))
 
 
 def _describe(error: ValidationError) -> str:

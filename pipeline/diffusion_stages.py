@@ -10,24 +10,16 @@ import torch
 
 from ecg_tgdp.data.export import export_windows, write_synthetic_cohort
 from ecg_tgdp.data.store import read_cohort
-from ecg_tgdp.models.generate import DiffusionModel, labels_for_mix, save_model_file
+from ecg_tgdp.models.generate import DiffusionModel, labels_for_mix
+from ecg_tgdp.models.model_file import ModelFile
 from ecg_tgdp.models.model_card import ModelCard, x0_clip_for
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.training import train_diffusion
-from ecg_tgdp.models.unet import UNet1D, UNetConfig
+from ecg_tgdp.models.unet import UNetConfig
 from ecg_tgdp.pipeline.config import Config, ConfigError
-from ecg_tgdp.pipeline.distributed import is_main_rank, on_main_rank, rank_device
+from ecg_tgdp.pipeline.distributed import is_main_rank, on_main_rank
+from ecg_tgdp.pipeline.runtime import prepare_out_dir, resolve_device, seeded_unet
 from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
-
-
-def resolve_device(name: str) -> torch.device:
-    """'auto' → CUDA when available, else CPU; anything else as torch names it; under torchrun a rank's own GPU."""
-    if name == "auto":
-        return rank_device(torch.device("cuda" if torch.cuda.is_available() else "cpu"))
-    device = torch.device(name)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device {name!r} asked for, but this torch build sees no CUDA device")
-    return rank_device(device)
 
 
 def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path:
@@ -50,10 +42,9 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
         return checkpoint
     settings = config.source_model
     anchor_s = cohort.info.get("anchor_s")
-    anchor = anchor_s / cohort.info["window_s"] if settings.model.anchor_channel and anchor_s is not None else None
-    unet = UNetConfig(leads=len(cohort.info["leads"]), num_classes=len(cohort.classes), anchor=anchor,
-                      **settings.model.model_dump(exclude={"schedule", "num_steps", "anchor_channel"}))
-    schedule = NoiseSchedule.from_name(settings.model.schedule, settings.model.num_steps)
+    unet = settings.unet(len(cohort.info["leads"]), len(cohort.classes),
+                         None if anchor_s is None else anchor_s / cohort.info["window_s"])
+    schedule = NoiseSchedule.from_name(settings.schedule.kind, settings.schedule.num_steps)
     train, val = cohort.split("train"), cohort.split("val")
     tensors = {
         name: (torch.from_numpy(cohort.normalized(part.windows)), torch.tensor(part.meta["label_index"].to_numpy()))
@@ -66,7 +57,7 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
         out_dir, val_x=tensors["val"][0], val_y=tensors["val"][1], device=device, card=card.to_dict(),
         monitor=_sample_monitor(settings, cohort, card, config.seed, device),
     )
-    on_main_rank(save_model_file, out_dir, checkpoint)
+    on_main_rank(lambda: ModelFile.from_training(out_dir).save(checkpoint))
     print(f"train-source: {result.steps_done} steps, best {result.selected_on} {result.best_score}, → {checkpoint}")
     on_main_rank(run.record_stage, "train-source", fingerprint=fingerprint, started=started, outputs=[checkpoint],
                  steps=result.steps_done, best_score=result.best_score, selected_on=result.selected_on,
@@ -100,29 +91,6 @@ def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule, clip_
         amplitude_normalization=info.get("amplitude_normalization", "none"), trained_on=info["database"],
         clip_x0=clip_x0,
     )
-
-
-def seeded_unet(unet: UNetConfig, schedule: NoiseSchedule, seed: int) -> UNet1D:
-    """A U-Net whose initial weights come from `seed`, not from whatever state the global generator is in (a fresh
-    process seeds it at random); the global generator is left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return UNet1D(unet, schedule)
-
-
-def prepare_out_dir(out_dir: Path, fingerprint: str, force: bool) -> None:
-    """A training folder for `fingerprint`: emptied first when forced or when it holds an (interrupted) run of other
-    inputs or settings, else kept, so that training resumes from its checkpoint."""
-    if force or fingerprint_changed(out_dir, fingerprint):
-        shutil.rmtree(out_dir, ignore_errors=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    (out_dir / "fingerprint.txt").write_text(fingerprint)
-
-
-def fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
-    """True when out_dir holds an (interrupted) run made with other inputs or settings."""
-    marker = out_dir / "fingerprint.txt"
-    return marker.is_file() and marker.read_text() != fingerprint
 
 
 def _adopt_pretrained(path: Path, cohort_info: dict, checkpoint: Path) -> None:

@@ -13,11 +13,11 @@ from pathlib import Path
 import numpy as np
 
 from ecg_tgdp.data.export import write_synthetic_cohort
+from ecg_tgdp.data.store import cohort_files
 from ecg_tgdp.models.generate import DiffusionModel
 from ecg_tgdp.pipeline.config import Config, ConfigError
-from ecg_tgdp.pipeline.diffusion_stages import resolve_device
+from ecg_tgdp.pipeline.runtime import resolve_device
 from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
-from ecg_tgdp.pipeline.transfer_stage import transfer_scale_of
 
 GUIDED_METHODS = ("tgdp", "domain_guidance")  # the methods with a guidance weight w to sweep
 
@@ -50,13 +50,14 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool, transf
     name = method if transfer_scale is None else sweep_sample_name(method, transfer_scale)
     out = run.path / "samples" / name
     settings = config.evaluation
-    transfer_scale = transfer_scale_of(config, method) if transfer_scale is None else transfer_scale
+    transfer_scale = config.transfer.settings().transfer_scale(method) if transfer_scale is None else transfer_scale
     key = json.dumps({"seed": config.seed, "transfer_scale": transfer_scale, **settings.sampling()}, sort_keys=True)
     fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files([model_file])
     stage = f"sample.{name}"
-    if not force and run.is_current(stage, fingerprint, [out / "cohort.json"]):
+    if not force and run.is_current(stage, fingerprint, cohort_files(out)):
         print(f"sample {name}: up to date ({out})")
         return out
+    run.begin_stage(stage)
     model = DiffusionModel.load(model_file, resolve_device(config.device))
     labels = np.repeat(np.arange(len(model.classes)), settings.samples_per_class)
     windows = model.sample_mv(labels, sampler=settings.sampler, steps=settings.sampling_steps, seed=config.seed,
@@ -69,7 +70,7 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool, transf
                               "seconds": round(time.time() - started, 2)}
     write_synthetic_cohort(out, windows, labels, classes=model.classes, description=description,
                            method=method)
-    run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[out / "cohort.json"])
+    run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=cohort_files(out))
     print(f"sample {name}: {len(labels)} windows in {time.time() - started:.0f} s → {out}")
     return out
 

@@ -25,9 +25,9 @@ from ecg_tgdp.pipeline.cli import main
 FS_HZ = 128.0
 TINY_TRANSFER = [
     "transfer.finetune.steps=3", "transfer.finetune.batch_size=8", "transfer.finetune.val_every=2",
-    "transfer.tgdp.width=8", "transfer.tgdp.depth=2", "transfer.tgdp.classifier_steps=3",
-    "transfer.tgdp.classifier_batch_size=8", "transfer.tgdp.guidance_steps=3", "transfer.tgdp.guidance_batch_size=8",
-    "transfer.tgdp.val_every=2",
+    "transfer.tgdp.width=8", "transfer.tgdp.depth=2", "transfer.tgdp.time_domain.steps=3",
+    "transfer.tgdp.time_domain.batch_size=8", "transfer.tgdp.guidance.steps=3", "transfer.tgdp.guidance.batch_size=8",
+    "transfer.tgdp.guidance.val_every=2",
 ]
 
 
@@ -119,7 +119,10 @@ def test_augmented_npz_flags_synthetic_windows_after_a_tgdp_transfer(tmp_path, s
     assert not flags[: len(flags) - n_synthetic].any()
     assert windows.shape[1:] == (1, 128) and np.isfinite(windows).all()
     work = json.loads((tmp_path / ".out.work" / "manifest.json").read_text())
-    assert "transfer.tgdp" in work["stages"]
+    assert "augment.transfer.tgdp" in work["stages"]
+    # a share of the source model's samples is held out, so TGDP's diagnostics are held out, as in the stage
+    diagnostics = json.loads((tmp_path / ".out.work" / "models" / "tgdp" / "diagnostics.json").read_text())
+    assert diagnostics["held_out"] is True
 
 
 def _readback_config(tmp_path, target) -> str:

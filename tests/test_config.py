@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from ecg_tgdp.pipeline.config import ConfigError, EvaluationConfig, config_from_dict, default_data_root, dump_config, load_config
+from ecg_tgdp.pipeline.config import ConfigError, config_from_dict, default_data_root, dump_config, load_config
 from ecg_tgdp.pipeline.shipped import recipe_names, recipe_path
 from tests.conftest import REPO
 
@@ -70,37 +70,77 @@ def test_missing_file_and_broken_toml(tmp_path):
         load_config(broken)
 
 
-def test_config_sampler_names_are_the_samplers_models_provide():
-    # config.py spells the names out so that loading a config does not import torch
-    from typing import get_args
+def test_sampler_names_are_written_once_and_are_the_samplers_models_provide():
+    from ecg_tgdp.models import samplers
+    from ecg_tgdp.models.settings import DEFAULT_SAMPLER, SAMPLER_NAMES
 
-    from ecg_tgdp.models.samplers import SAMPLERS
-    from ecg_tgdp.pipeline.config import EvaluationConfig
+    assert tuple(samplers._SAMPLERS) == samplers.SAMPLERS == SAMPLER_NAMES and DEFAULT_SAMPLER in SAMPLER_NAMES
+    with pytest.raises(ConfigError, match="sampler must be one of"):
+        load_config(REPO / "configs/quickstart.toml", ["evaluation.sampler='euler'"])
 
-    assert set(get_args(EvaluationConfig.model_fields["sampler"].annotation)) == set(SAMPLERS)
+
+def _library_fields(model, prefix: str = ""):
+    """(dotted key, default) of every field of every library dataclass a config section is typed by."""
+    import dataclasses
+
+    from pydantic import BaseModel
+
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        for name, info in model.model_fields.items():
+            kind = info.annotation
+            if isinstance(kind, type) and (dataclasses.is_dataclass(kind) or issubclass(kind, BaseModel)):
+                yield from _library_fields(kind, f"{prefix}{name}.")
+        return
+    for spec in dataclasses.fields(model):
+        kind = spec.type if isinstance(spec.type, type) else None
+        default = spec.default if spec.default is not dataclasses.MISSING else spec.default_factory()
+        if dataclasses.is_dataclass(default):
+            yield from _library_fields(type(default), f"{prefix}{spec.name}.")
+        else:
+            yield f"{prefix}{spec.name}", default, kind
 
 
-def test_config_sections_are_the_library_settings_and_share_their_defaults():
-    """One source of truth per setting (STYLE 13): sections that are library dataclasses take their defaults from
-    them; the flat views (U-Net shape, TGDP, simulation) read theirs from the library."""
-    from dataclasses import fields
+def test_every_library_setting_is_settable_from_a_config():
+    """The config is the library's settings (one source of truth, STYLE 13): every field of every dataclass a
+    section is typed by can be set by its dotted key, and reads back as set."""
+    import tomli_w
 
-    from ecg_tgdp.data.simulation_spec import SimulationSpec
-    from ecg_tgdp.models.settings import ClassifierTraining, DomainTraining, GuidanceTraining, TrainConfig, UNetConfig
-    from ecg_tgdp.pipeline.config import DiffusionModelConfig, SimulationConfig, SourceModelConfig, TGDPConfig
+    from ecg_tgdp.pipeline.config import Config
 
-    assert SourceModelConfig().training == TrainConfig()
-    assert EvaluationConfig().classifier_training == ClassifierTraining()
-    unet = {spec.name: spec.default for spec in fields(UNetConfig)}
-    for name, value in DiffusionModelConfig().model_dump().items():
-        if name in unet:
-            assert value == (list(unet[name]) if isinstance(unet[name], tuple) else unet[name]), name
-    tgdp = TGDPConfig()
-    assert (tgdp.classifier_steps, tgdp.classifier_patience) == (DomainTraining.steps, DomainTraining.patience)
-    assert (tgdp.guidance_steps, tgdp.patience, tgdp.eta_cycle) == (
-        GuidanceTraining.steps, GuidanceTraining.patience, GuidanceTraining.eta_cycle)
-    sim = SimulationConfig(n_patients=2, duration_s=10, fs_hz=100)
-    assert sim.spec() == SimulationSpec(n_patients=2, duration_s=10, fs_hz=100)
+    decided_by_the_cohort = {"source_model.model.leads", "source_model.model.num_classes", "source_model.model.anchor"}
+    keys = list(_library_fields(Config))
+    assert len(keys) > 90 and {"transfer.tgdp.guidance.grad_clip", "transfer.tgdp.time_domain.min_lr_ratio",
+                               "transfer.tgdp.bands", "source_model.training.min_snr_gamma",
+                               "source_model.model.prediction", "evaluation.classifier_training.noise"} <= {
+        key for key, _, _ in keys}
+    for key, default, _ in keys:
+        if key in decided_by_the_cohort or default is None:
+            continue
+        value = list(default) if isinstance(default, tuple) else default
+        text = tomli_w.dumps({"v": value}).partition("=")[2].strip()
+        config = load_config(REPO / "configs/quickstart.toml", [f"{key}={text}"])
+        node = config
+        for part in key.split("."):
+            node = getattr(node, part)
+        assert (list(node) if isinstance(node, tuple) else node) == value, key
+    with pytest.raises(ConfigError, match="leads come from the source cohort"):
+        load_config(REPO / "configs/quickstart.toml", ["source_model.model.leads=2"])
+
+
+def test_renamed_keys_fail_with_a_line_naming_the_new_key():
+    from ecg_tgdp.pipeline.config import RENAMED_KEYS
+
+    for old, new in RENAMED_KEYS.items():
+        with pytest.raises(ConfigError, match=f"{old} is now {new.split()[0]}"):
+            load_config(REPO / "configs/quickstart.toml", [f"{old}=1"])
+
+
+@pytest.mark.parametrize("override", ["transfer.tgdp.transfer_scale=nan", "evaluation.transfer_scales=[inf]",
+                                      "source_model.training.lr=nan", "windows.fs_hz=inf",
+                                      "transfer.tgdp.time_domain.lr=-inf", "evaluation.memorization_percentile=nan"])
+def test_nan_and_infinity_are_refused_where_they_enter(override):
+    with pytest.raises(ConfigError, match=override.split("=")[0].split(".")[-1]):
+        load_config(REPO / "configs/quickstart.toml", [override])
 
 
 def test_a_library_section_rejects_unknown_keys_and_a_seed_of_its_own():

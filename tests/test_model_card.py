@@ -9,6 +9,7 @@ import torch
 from ecg_tgdp.models.checkpoint import CheckpointError, save_checkpoint
 from ecg_tgdp.models.generate import DiffusionModel
 from ecg_tgdp.models.model_card import ModelCard, ModelCardError
+from ecg_tgdp.models.model_file import ModelFile
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
@@ -23,9 +24,9 @@ def _card(schedule: NoiseSchedule, **changes) -> ModelCard:
 
 def test_a_non_default_schedule_and_the_card_survive_a_reload(tmp_path):
     schedule = NoiseSchedule.linear(200, beta_start=2e-4, beta_end=0.03)
-    card = _card(schedule, method="tgdp", target="svdb", transfer_scale=1.5)
-    path = tmp_path / "model.pt"
-    save_checkpoint(path, {"ema": {"weights": UNet1D(card.unet_config()).state_dict()}, "card": card.to_dict()})
+    card = _card(schedule, method="tgdp", target="svdb")
+    path = ModelFile(card, UNet1D(card.unet_config()).state_dict(), step=7).save(tmp_path / "model.pt")
+    assert ModelFile.load(path).step == 7 and ModelFile.load(path).card == card
     model = DiffusionModel.load(path)
     assert model.card == card and model.card.built_by["torch"] == torch.__version__
     torch.testing.assert_close(model.schedule.alphas_cumprod, schedule.alphas_cumprod, rtol=0, atol=0)
@@ -49,3 +50,17 @@ def test_an_unknown_or_missing_card_key_is_named(tmp_path):
 def test_normalization_must_cover_every_lead():
     with pytest.raises(ModelCardError, match="1 means for 2 leads"):
         _card(NoiseSchedule.cosine(50)).updated(leads=["I", "II"])
+
+
+def test_an_older_card_with_a_stored_guidance_weight_still_loads(tmp_path):
+    """w is asked for at sampling now; a card written when it was stored loads, the stored value ignored."""
+    card = _card(NoiseSchedule.cosine(50), method="tgdp")
+    assert ModelCard.from_dict({**card.to_dict(), "transfer_scale": 2.0}) == card
+
+
+def test_a_model_file_with_a_damaged_guidance_entry_is_refused_by_name(tmp_path):
+    card = _card(NoiseSchedule.cosine(50))
+    path = tmp_path / "model.pt"
+    save_checkpoint(path, {"ema": {"weights": {}}, "card": card.to_dict(), "guidance": {"estimator": "x"}})
+    with pytest.raises(CheckpointError, match="model.pt: a damaged model file"):
+        ModelFile.load(path)

@@ -24,7 +24,7 @@ TINY = [
     "workers=1",
     "source_model.model.base_channels=8",
     "source_model.model.channel_mults=[1, 2]",
-    "source_model.model.num_steps=50",
+    "source_model.schedule.num_steps=50",
     "source_model.training.steps=6",
     "source_model.training.batch_size=16",
     "source_model.training.warmup_steps=1",
@@ -35,12 +35,15 @@ TINY = [
     "transfer.max_val_windows=50",
     "transfer.tgdp.width=8",
     "transfer.tgdp.depth=2",
-    "transfer.tgdp.classifier_steps=3",
-    "transfer.tgdp.classifier_batch_size=16",
-    "transfer.tgdp.classifier_val_every=2",
-    "transfer.tgdp.guidance_steps=4",
-    "transfer.tgdp.guidance_batch_size=8",
-    "transfer.tgdp.val_every=2",
+    "transfer.tgdp.time_domain.steps=3",
+    "transfer.tgdp.time_domain.batch_size=16",
+    "transfer.tgdp.time_domain.val_every=2",
+    "transfer.tgdp.domain.steps=3",
+    "transfer.tgdp.domain.batch_size=16",
+    "transfer.tgdp.domain.val_every=2",
+    "transfer.tgdp.guidance.steps=4",
+    "transfer.tgdp.guidance.batch_size=8",
+    "transfer.tgdp.guidance.val_every=2",
     "transfer.finetune.steps=4",
     "transfer.finetune.batch_size=16",
     "transfer.finetune.val_every=2",
@@ -238,17 +241,22 @@ def test_second_run_is_cached_and_force_redoes_it(own_run, capsys):
 
 
 def test_changing_only_the_guidance_weight_retrains_nothing(own_run, capsys):
-    import torch
-
+    """w is asked for at sampling and never written into a model file, so a transfer run three times with only w
+    changed is up to date each time and leaves every file as it was (it once rewrote model.pt, which made the
+    next run refit from scratch)."""
     run_dir, args = own_run
-    capsys.readouterr()
+    methods = ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only", "tgdp"]
+    before = {method: (run_dir / "models" / method / "model.pt").read_bytes() for method in methods}
+    transfer = ["transfer", *args[1:]]
+    for _ in range(3):
+        capsys.readouterr()
+        assert run_cli(*transfer, "--set", "transfer.tgdp.transfer_scale=2.5") == 0
+        out = capsys.readouterr().out
+        assert all(f"transfer {method}: up to date" in out for method in methods), out
+        assert all((run_dir / "models" / method / "model.pt").read_bytes() == before[method] for method in methods)
     assert run_cli(*args, "--set", "transfer.tgdp.transfer_scale=2.5") == 0
     out = capsys.readouterr().out
-    methods = ["source_only", "finetune", "finetune_partial", "domain_guidance", "target_only", "tgdp"]
-    assert all(f"transfer {method}: up to date" in out for method in methods), out
     assert "sample finetune: up to date" in out and "sample tgdp: up to date" not in out  # only TGDP resampled
-    card = torch.load(run_dir / "models/tgdp/model.pt", weights_only=True)["card"]
-    assert card["transfer_scale"] == 2.5  # the model card says what w the samples were drawn with
     assert read_cohort(run_dir / "samples/tgdp").info["sampler"]["transfer_scale"] == 2.5
 
 

@@ -45,5 +45,5 @@ def test_a_file_without_weights_or_description_is_refused(tmp_path, missing):
     payload = torch.load(PRETRAINED / "model.pt", weights_only=True)
     del payload[missing]
     torch.save(payload, tmp_path / "broken.pt")
-    with pytest.raises(CheckpointError, match="not a diffusion checkpoint"):
+    with pytest.raises(CheckpointError, match="not a diffusion model file"):
         DiffusionModel.load(tmp_path / "broken.pt")

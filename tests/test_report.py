@@ -204,7 +204,7 @@ SWEEPS = {
 def test_sweep_figures_draw_one_line_per_method_in_its_colour_and_the_report_shows_them(tmp_path):
     import matplotlib.colors as mcolors
 
-    from ecg_tgdp.pipeline.evaluate_stage import report_sections, sweep_figures
+    from ecg_tgdp.evaluation.protocol import report_sections, sweep_figures
 
     colors = figures.method_colors(["tgdp", "domain_guidance"])
     drawn = sweep_figures(SWEEPS, colors)

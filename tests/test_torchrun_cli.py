@@ -36,7 +36,7 @@ from ecg_tgdp.models.training import (
     lr_factor,
 )
 from ecg_tgdp.pipeline.cli import main
-from ecg_tgdp.pipeline.diffusion_stages import seeded_unet
+from ecg_tgdp.pipeline.runtime import seeded_unet
 from tests.conftest import REPO
 from tests.test_pipeline_smoke import TINY
 

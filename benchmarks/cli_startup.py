@@ -9,15 +9,14 @@ is timed too: what every command paid before the handlers imported their stages 
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import shutil
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from harness import RESULTS, write_result
 
 
 def median_seconds(command: list[str], repeats: int) -> float:
@@ -36,7 +35,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=7)
     parser.add_argument("--executable", default=shutil.which("ecg-tgdp", path=str(Path(sys.executable).parent))
                         or shutil.which("ecg-tgdp"), help="the ecg-tgdp console script (default: beside python)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/cli_startup.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "cli_startup.json")
     args = parser.parse_args()
     if not args.executable:
         sys.exit("no ecg-tgdp console script found; install the project (pip install -e .) or pass --executable")
@@ -53,14 +52,9 @@ def main() -> None:
         "median_s": {name: round(value, 4) for name, value in seconds.items()},
         "ratio_to_python_pass": {name: round(value / reference, 1) for name, value in seconds.items()},
         "repeats": args.repeats,
-        "python": platform.python_version(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
         "note": "wall time of a fresh process per run, median after one warm-up run; stdout and stderr discarded",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(write_result(args.out, report).read_text(), end="")
 
 
 if __name__ == "__main__":

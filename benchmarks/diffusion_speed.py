@@ -14,14 +14,13 @@ torch.utils.flop_counter.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
+
+from harness import RESULTS, write_result
 
 from ecg_tgdp.models.generate import DiffusionModel
 from ecg_tgdp.models.samplers import sample
@@ -95,7 +94,7 @@ def main() -> None:
     parser.add_argument("--train-steps", type=int, default=30)
     parser.add_argument("--sample-batch", type=int, default=128)
     parser.add_argument("--reference-batch", type=int, default=16)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/diffusion_speed.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "diffusion_speed.json")
     args = parser.parse_args()
     device = torch.device(args.device)
     torch.manual_seed(0)
@@ -121,9 +120,6 @@ def main() -> None:
     report = {
         "benchmark": "diffusion_speed",
         "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
         "checkpoint": SHIPPED_MODEL_NAME if args.checkpoint == SHIPPED_SOURCE_MODEL else str(args.checkpoint),
         "window": {"leads": shape[0], "samples": shape[1], "fs_hz": card.fs_hz},
         "parameters": sum(p.numel() for p in net.parameters()),
@@ -137,9 +133,7 @@ def main() -> None:
         "reference_windows_per_s_ddpm_1000": round(reference, 3),
         **{f"speedup_{m}_{s}_vs_ddpm_1000": round(rate / reference, 1) for (m, s), rate in rates.items()},
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(write_result(args.out, report).read_text(), end="")
 
 
 if __name__ == "__main__":

@@ -1,7 +1,11 @@
 """How separable are the source and target windows, with and without per-record amplitude normalization?
 
-    python benchmarks/domain_separability.py [--config configs/mitdb_to_svdb.toml] \
+    python benchmarks/domain_separability.py [--config mitdb_to_svdb] [--data-root DIR] \
         [--normalizations none median_r] [--seeds 0 1 2] [--out benchmarks/results/domain_separability]
+
+The databases (mitdb/, svdb/) are read from --data-root, else $ECG_TGDP_DATA_ROOT, else the folder
+`ecg-tgdp fetch` downloads to; the development checkout uses `--data-root ../shared/physionet` (or sets
+ECG_TGDP_DATA_ROOT to it).
 
 For each `windows.amplitude_normalization`: ingest the recipe (run folder
 `runs/separability_<normalization>/`), train TGDP's clean-window domain classifier c(x_0, y) and its
@@ -16,13 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+
+from harness import RESULTS, add_data_root, data_root, recipe, write_result
 
 from ecg_tgdp.data.store import read_cohort
 from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry
@@ -87,19 +91,18 @@ def source_only_utility(source, target, seeds: list[int]) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/mitdb_to_svdb.toml"))
+    parser.add_argument("--config", default="mitdb_to_svdb", help="a shipped recipe's name or a TOML path")
     parser.add_argument("--normalizations", nargs="+", default=["none", "median_r"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=1500, help="classifier steps (early stopped)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--data-root", default="../shared/physionet",
-                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/domain_separability"))
+    add_data_root(parser)
+    parser.add_argument("--out", type=Path, default=RESULTS / "domain_separability")
     args = parser.parse_args()
-    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
-    started, results = time.perf_counter(), []
+    args.overrides = [f"data_root={str(data_root(args.data_root, 'mitdb', 'svdb'))!r}", *args.overrides]
+    config_path, started, results = recipe(args.config), time.perf_counter(), []
     for normalization in args.normalizations:
-        config = load_config(args.config, [f"windows.amplitude_normalization={normalization!r}", *args.overrides])
+        config = load_config(config_path, [f"windows.amplitude_normalization={normalization!r}", *args.overrides])
         run = RunDir.open(config, Path(f"runs/separability_{normalization}"))
         ingest_stage(config, run)
         source, target = (read_cohort(run.path / "cohorts" / name, mmap=False) for name in ("source", "target"))
@@ -108,11 +111,9 @@ def main() -> None:
                         "separability": separability(source, target, schedule, args.steps, args.seeds[0]),
                         "source_only_utility": source_only_utility(source, target, args.seeds)})
         print(json.dumps(json_ready(results[-1]), indent=1), flush=True)
-    report = {"benchmark": "domain_separability", "config": str(args.config), "seeds": args.seeds,
-              "cpu_count": os.cpu_count(), "machine": platform.machine(),
+    report = {"benchmark": "domain_separability", "config": args.config, "seeds": args.seeds,
               "seconds": round(time.perf_counter() - started, 1), "results": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
+    write_result(args.out.with_suffix(".json"), json_ready(report))
     args.out.with_suffix(".md").write_text(markdown(results))
     print(markdown(results))
 

@@ -1,7 +1,11 @@
 """MIT-BIH DS1 → DS2 (de Chazal et al. 2004): the downstream classifier against published inter-patient figures.
 
     python benchmarks/ds1_ds2.py [--spans 1 3 4 6 10] [--seeds 0 1 2 3 4] [--classifier ecg-tgdp] \
-        [--config configs/mitdb_ds1_ds2.toml] [--set key=value ...] [--out benchmarks/results/ds1_ds2]
+        [--config mitdb_ds1_ds2] [--data-root DIR] [--set key=value ...] [--out benchmarks/results/ds1_ds2]
+
+The database (mitdb/) is read from --data-root, else $ECG_TGDP_DATA_ROOT, else the folder `ecg-tgdp fetch`
+downloads to; the development checkout uses `--data-root ../shared/physionet` (or sets ECG_TGDP_DATA_ROOT
+to it).
 
 For each window span: ingest the recipe with `windows.window_s` = span (the beat at the centre),
 train the downstream classifier on DS1's training patients (early stopped on DS1's validation
@@ -16,13 +20,12 @@ rerun only retrains the classifiers.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import numpy as np
+
+from harness import RESULTS, add_data_root, data_root, recipe, write_result
 
 from ecg_tgdp.data.store import read_cohort
 from ecg_tgdp.evaluation.classifier_inputs import WindowGeometry
@@ -109,26 +112,24 @@ def markdown(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/mitdb_ds1_ds2.toml"))
+    parser.add_argument("--config", default="mitdb_ds1_ds2", help="a shipped recipe's name or a TOML path")
     parser.add_argument("--spans", type=float, nargs="+", default=[1.0, 3.0, 4.0, 6.0, 10.0],
                         help="window lengths in seconds, the beat at the centre")
     parser.add_argument("--seeds", type=int, nargs="+", help="classifier seeds (default: evaluation.seeds)")
     parser.add_argument("--classifier", default=BUILTIN, help="'ecg-tgdp' or 'package.module:callable'")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override")
-    parser.add_argument("--data-root", default="../shared/physionet",
-                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ds1_ds2"))
+    add_data_root(parser)
+    parser.add_argument("--out", type=Path, default=RESULTS / "ds1_ds2")
     args = parser.parse_args()
-    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
-    seeds = args.seeds or load_config(args.config, args.overrides).evaluation.seeds
+    args.overrides = [f"data_root={str(data_root(args.data_root, 'mitdb'))!r}", *args.overrides]
+    config_path = recipe(args.config)
+    seeds = args.seeds or load_config(config_path, args.overrides).evaluation.seeds
     started = time.perf_counter()
-    results = [run_span(args.config, span, seeds, args.classifier, args.overrides) for span in args.spans]
-    report = {"benchmark": "ds1_ds2", "config": str(args.config), "overrides": args.overrides, "seeds": seeds,
+    results = [run_span(config_path, span, seeds, args.classifier, args.overrides) for span in args.spans]
+    report = {"benchmark": "ds1_ds2", "config": args.config, "overrides": args.overrides, "seeds": seeds,
               "published": [dict(zip(("method", "S_se", "S_ppv", "V_se", "V_ppv"), row)) for row in PUBLISHED],
-              "cpu_count": os.cpu_count(), "machine": platform.machine(),
               "seconds": round(time.perf_counter() - started, 1), "spans": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
+    write_result(args.out.with_suffix(".json"), json_ready(report))
     table = markdown(results)
     args.out.with_suffix(".md").write_text(table)
     print(table)

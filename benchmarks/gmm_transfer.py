@@ -1,4 +1,4 @@
-"""TGDP vs fine-tuning vs target-only on the paper's 2-D Gaussian-mixture simulation (DESIGN §6).
+"""TGDP vs fine-tuning vs target-only on the paper's 2-D Gaussian-mixture simulation (README: TGDP, exactly).
 
     OMP_NUM_THREADS=1 python benchmarks/gmm_transfer.py            # writes benchmarks/results/gmm_transfer.{json,md}
     OMP_NUM_THREADS=1 python benchmarks/gmm_transfer.py --quick    # one seed, n = 100, short budgets; prints only
@@ -31,10 +31,7 @@ DDPM samples at the noise floor); exact denoisers are immune, which is why the c
 from __future__ import annotations
 
 import argparse
-import json
 import math
-import os
-import platform
 import statistics
 import time
 from dataclasses import asdict, dataclass, replace
@@ -44,6 +41,8 @@ import torch
 import torch.nn.functional as F
 from scipy import stats
 from torch import Tensor, nn
+
+from harness import RESULTS, write_result
 
 from ecg_tgdp.models import gmm
 from ecg_tgdp.models.density_ratio import DomainTraining, cosine_lr_factor
@@ -57,7 +56,7 @@ from ecg_tgdp.models.unet import timestep_embedding
 METHODS = ("tgdp", "tgdp_regression", "finetune", "target_only")
 BASELINES = ("finetune", "target_only")
 REFERENCES = ("exact_target", "source_no_transfer", "exact_h")
-RESULTS = Path(__file__).parent / "results" / "gmm_transfer"
+DEFAULT_OUT = RESULTS / "gmm_transfer"
 
 
 @dataclass
@@ -351,14 +350,14 @@ def main() -> None:
     parser.add_argument("--sampler-steps", type=int)
     parser.add_argument("--samples", type=int)
     parser.add_argument("--quick", action="store_true", help="one seed, n = 100, short budgets; writes only with --out")
-    parser.add_argument("--out", type=Path, help=f"output stem (.json and .md); default {RESULTS} unless --quick")
+    parser.add_argument("--out", type=Path, help=f"output stem (.json and .md); default {DEFAULT_OUT} unless --quick")
     args = parser.parse_args()
     torch.set_num_threads(1)  # a long training shares this machine
     settings = replace(Settings(), **QUICK) if args.quick else Settings()
     overrides = {"seeds": args.seeds and tuple(args.seeds), "n_targets": args.n_targets and tuple(args.n_targets),
                  "sampler_steps": args.sampler_steps, "samples": args.samples}
     settings = replace(settings, **{key: value for key, value in overrides.items() if value is not None})
-    out = args.out or (None if args.quick else RESULTS)
+    out = args.out or (None if args.quick else DEFAULT_OUT)
 
     started = time.perf_counter()
     schedule = NoiseSchedule.cosine()
@@ -374,12 +373,10 @@ def main() -> None:
     if out is None:
         return
     report = {"benchmark": "gmm_transfer", "settings": asdict(settings), "schedule": "cosine, T = 1000",
-              "seconds": round(seconds, 1), "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-              "machine": platform.machine(), "notes": NOTES if settings == Settings() else [],
+              "seconds": round(seconds, 1), "notes": NOTES if settings == Settings() else [],
               "comparisons": comparisons(differences, settings), "paired_differences": differences,
               "summary": summary, "per_seed": per_seed}
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    write_result(out.with_suffix(".json"), report)
     out.with_suffix(".md").write_text(table)
 
 

@@ -1,6 +1,10 @@
 """Ingest throughput on all 48 mitdb records, against bare `wfdb.rdrecord` + `rdann` in the same run.
 
-    python benchmarks/ingest.py [--data-root ../shared/physionet] [--workers 2] [--out benchmarks/results/ingest.json]
+    python benchmarks/ingest.py [--data-root DIR] [--workers 2] [--out benchmarks/results/ingest.json]
+
+The database (mitdb/) is read from --data-root, else $ECG_TGDP_DATA_ROOT, else the folder `ecg-tgdp fetch`
+downloads to; the development checkout uses `--data-root ../shared/physionet` (or sets ECG_TGDP_DATA_ROOT
+to it).
 
 Writes records/s and beats/s of the full beat-window ingest (band-pass, 360 → 128 Hz
 resampling, windowing, labels) and of the bare reads, and their ratio.
@@ -8,14 +12,14 @@ resampling, windowing, labels) and of the bare reads, and their ratio.
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
 import time
 from functools import partial
 from pathlib import Path
 
 import wfdb
+
+from harness import RESULTS, add_data_root, data_root, write_result
 
 from ecg_tgdp.data.ingest import list_wfdb_records, read_records
 from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
@@ -30,13 +34,13 @@ def bare_read(path: Path) -> int:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data-root", type=Path, default=Path("../shared/physionet"))
+    add_data_root(parser)
     parser.add_argument("--workers", type=int, default=os.cpu_count())
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/ingest.json"))
+    parser.add_argument("--out", type=Path, default=RESULTS / "ingest.json")
     args = parser.parse_args()
 
-    paths = list_wfdb_records(args.data_root / "mitdb")
+    paths = list_wfdb_records(data_root(args.data_root, "mitdb") / "mitdb")
     tasks = [
         (path.name, partial(read_beat_windows, path, ["MLII"], fs_hz=128.0, window_s=1.0, band_hz=(0.5, 40.0),
                             symbol_to_class=AAMI_SYMBOL_TO_CLASS, classes=["N", "S", "V", "F", "Q"]))
@@ -61,9 +65,6 @@ def main() -> None:
         "beats": beats,
         "annotations": annotations,
         "workers": args.workers,
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
-        "processor": platform.processor(),
         "ingest_s": round(full_s, 3),
         "ingest_records_per_s": round(len(paths) / full_s, 2),
         "ingest_beats_per_s": round(beats / full_s, 1),
@@ -76,9 +77,7 @@ def main() -> None:
         "repeats": args.repeats,
         "note": "bare read is serial rdrecord(MLII) + rdann; ingest_s uses `workers` processes, ingest_1_worker_s one; best of repeats",
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    print(write_result(args.out, report).read_text(), end="")
 
 
 if __name__ == "__main__":

@@ -12,10 +12,14 @@ than --width.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 from pathlib import Path
+
+if __package__:  # imported as benchmarks.render_report (the tests)
+    from .harness import RESULTS, write_result
+else:  # run as `python benchmarks/render_report.py`: this folder is sys.path[0]
+    from harness import RESULTS, write_result
 
 FIGURE_STATE = """() => Array.from(document.images).map(img => ({
     alt: img.alt, loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth, height: img.naturalHeight,
@@ -51,7 +55,7 @@ def render(page_file: Path, out: Path, browser: str, width: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("report", type=Path, help="a report.html written by `ecg-tgdp evaluate`")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/report"),
+    parser.add_argument("--out", type=Path, default=RESULTS / "report",
                         help="path stem of the screenshot (.png) and the result (.json)")
     parser.add_argument("--browser", default=shutil.which("chromium") or shutil.which("google-chrome") or "",
                         help="Chromium or Chrome executable (default: found on PATH)")
@@ -62,7 +66,7 @@ def main() -> None:
     if not args.browser:
         sys.exit("no Chromium found on PATH; install it (Debian: apt-get install -y chromium) or pass --browser")
     result = render(args.report, args.out, args.browser, args.width)
-    args.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    write_result(args.out.with_suffix(".json"), result)
     loaded = sum(f["loaded"] for f in result["figures"])
     print(f"{args.report}: {loaded}/{len(result['figures'])} figures loaded, page {result['page_width']} px wide "
           f"in a {result['window_width']} px window, tables scrolling in their box: "

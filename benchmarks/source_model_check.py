@@ -15,7 +15,6 @@ extra) and log.csv there, for the repository.
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 from pathlib import Path
 
@@ -25,6 +24,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+
+from harness import write_result
 
 from ecg_tgdp.data.rhythm import beat_context
 from ecg_tgdp.data.store import read_cohort
@@ -139,12 +140,12 @@ def main() -> None:
         "generated_assigned_to_conditioned_class": agreement,
         "rhythm_log_rr_ratio_vs_real_train": rhythm,
     }
-    (args.out / "check.json").write_text(json.dumps(report, indent=2) + "\n")
+    check = write_result(args.out / "check.json", report)
     beats_figure(rows, cohort.info["fs_hz"], args.out / "beats.png")
     if args.ship:
         shutil.copyfile(args.checkpoint, args.out / "model.pt")
         shutil.copyfile(args.checkpoint.parent / "log.csv", args.out / "log.csv")
-    print(json.dumps(report, indent=2))
+    print(check.read_text(), end="")
 
 
 if __name__ == "__main__":

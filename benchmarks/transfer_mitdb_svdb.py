@@ -1,7 +1,11 @@
 """MIT-BIH → SVDB: every transfer method at several target budgets, judged by the evaluation protocol.
 
-    python benchmarks/transfer_mitdb_svdb.py [--budgets 50 200 1000] [--config configs/mitdb_to_svdb.toml] \
+    python benchmarks/transfer_mitdb_svdb.py [--budgets 50 200 1000] [--config mitdb_to_svdb] [--data-root DIR] \
         [--run-dir-pattern runs/mitdb_to_svdb_budget{budget}] [--set evaluation.seeds=[0,1,2] ...]
+
+The databases (mitdb/, svdb/) are read from --data-root, else $ECG_TGDP_DATA_ROOT, else the folder
+`ecg-tgdp fetch` downloads to; the development checkout uses `--data-root ../shared/physionet` (or sets
+ECG_TGDP_DATA_ROOT to it).
 
 For each budget (labeled target beats drawn from the recipe's training patients): ingest,
 adopt the shipped source model, run every method of `transfer.methods`, sample, evaluate;
@@ -21,12 +25,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
 import pandas as pd
+
+if __package__:  # imported as benchmarks.transfer_mitdb_svdb (the tests)
+    from .harness import RESULTS, add_data_root, data_root, recipe, write_result
+else:  # run as `python benchmarks/transfer_mitdb_svdb.py`: this folder is sys.path[0]
+    from harness import RESULTS, add_data_root, data_root, recipe, write_result
 
 from ecg_tgdp.evaluation.report import json_ready
 from ecg_tgdp.evaluation.utility import seed_interval
@@ -209,21 +216,20 @@ def stage_seconds_table(results: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--config", type=Path, default=Path("configs/mitdb_to_svdb.toml"))
+    parser.add_argument("--config", default="mitdb_to_svdb", help="a shipped recipe's name or a TOML path")
     parser.add_argument("--budgets", type=int, nargs="+", default=[50, 200, 1000])
     parser.add_argument("--run-dir-pattern", default="runs/mitdb_to_svdb_budget{budget}")
     parser.add_argument("--set", dest="overrides", action="append", default=[], help="config override for every budget")
-    parser.add_argument("--data-root", default="../shared/physionet",
-                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
-    parser.add_argument("--out", type=Path, default=Path("benchmarks/results/transfer_mitdb_svdb"))
+    add_data_root(parser)
+    parser.add_argument("--out", type=Path, default=RESULTS / "transfer_mitdb_svdb")
     args = parser.parse_args()
-    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
-    results = [run_budget(args.config, budget, Path(args.run_dir_pattern.format(budget=budget)), args.overrides)
+    args.overrides = [f"data_root={str(data_root(args.data_root, 'mitdb', 'svdb'))!r}", *args.overrides]
+    config_path = recipe(args.config)
+    results = [run_budget(config_path, budget, Path(args.run_dir_pattern.format(budget=budget)), args.overrides)
                for budget in args.budgets]
-    report = {"benchmark": "transfer_mitdb_svdb", "config": str(args.config), "overrides": args.overrides,
-              "cpu_count": os.cpu_count(), "machine": platform.machine(), "budgets": results}
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(json_ready(report), indent=2, allow_nan=False) + "\n")
+    report = {"benchmark": "transfer_mitdb_svdb", "config": args.config, "overrides": args.overrides,
+              "budgets": results}
+    write_result(args.out.with_suffix(".json"), json_ready(report))
     table = (markdown_table(results) + "\nReal + TGDP samples against other arms, paired by classifier seed:\n\n"
              + paired_table(results) + "\nUtility against the guidance weight w (samples drawn again at each w; nothing retrained):\n\n"
              + transfer_scale_table(results) + "\nTGDP's ratio diagnostics:\n\n" + diagnostics_table(results)

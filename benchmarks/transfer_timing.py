@@ -1,7 +1,12 @@
 """Wall-clock of every stage of a recipe, transfer methods one by one, from a fresh or existing run directory.
 
-    python benchmarks/transfer_timing.py configs/mitdb_to_svdb.toml [--run-dir runs/mitdb_to_svdb] \
+    python benchmarks/transfer_timing.py mitdb_to_svdb [--run-dir runs/mitdb_to_svdb] [--data-root DIR] \
         [--method tgdp --method finetune ...] [--out benchmarks/results/transfer_timing_mitdb_to_svdb.json]
+
+The recipe is a shipped recipe's name or a TOML path. Its databases are read from --data-root, else the
+config's `data_root`, else $ECG_TGDP_DATA_ROOT, else the folder `ecg-tgdp fetch` downloads to (as
+`ecg-tgdp run` reads them); the development checkout uses `--data-root ../shared/physionet` (or sets
+ECG_TGDP_DATA_ROOT to it).
 
 Runs simulate/ingest/train-source as the pipeline does (cached stages count as their cached
 time, reported from the manifest), then each transfer method with --force, and writes the
@@ -11,12 +16,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import time
 from pathlib import Path
 
-import torch
+from harness import RESULTS, add_data_root, recipe, write_result
 
 from ecg_tgdp.pipeline import stages
 from ecg_tgdp.pipeline.config import TRANSFER_METHODS, load_config
@@ -28,16 +31,16 @@ from ecg_tgdp.pipeline.transfer_stage import transfer_stage
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("config", type=Path)
+    parser.add_argument("config", help="a shipped recipe's name or a TOML path")
     parser.add_argument("--run-dir", type=Path)
     parser.add_argument("--method", action="append", choices=TRANSFER_METHODS, dest="methods")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
-    parser.add_argument("--data-root", default="../shared/physionet",
-                        help="folder holding mitdb/ and svdb/ (the recipes name no data root)")
+    add_data_root(parser)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()
-    args.overrides = [f"data_root={args.data_root!r}", *args.overrides]
-    config = load_config(args.config, args.overrides)
+    if args.data_root is not None:
+        args.overrides = [f"data_root={str(args.data_root)!r}", *args.overrides]
+    config = load_config(recipe(args.config), args.overrides)
     run = RunDir.open(config, args.run_dir)
     stages.simulate_stage(config, run)
     stages.ingest_stage(config, run)
@@ -52,17 +55,12 @@ def main() -> None:
         "benchmark": "transfer_timing",
         "config": config.name,
         "device": str(resolve_device(config.device)),
-        "torch_threads": torch.get_num_threads(),
-        "cpu_count": os.cpu_count(),
-        "machine": platform.machine(),
         "seconds_when_last_run": {stage: recorded[stage]["seconds"] for stage in recorded if not stage.startswith("transfer.")},
         "transfer_seconds": seconds,
         "target_train_windows": json.loads((run.path / "cohorts/target/cohort.json").read_text())["counts"]["by_split"].get("train"),
     }
-    out = args.out or Path(f"benchmarks/results/transfer_timing_{config.name}.json")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(report, indent=2) + "\n")
-    print(json.dumps(report, indent=2))
+    out = args.out or RESULTS / f"transfer_timing_{config.name}.json"
+    print(write_result(out, report).read_text(), end="")
 
 
 if __name__ == "__main__":

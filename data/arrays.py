@@ -9,7 +9,7 @@ arrays; a CSV as a first line `# ecg-tgdp fs_hz=128 band_hz=0.5,40 anchor_s=2` a
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from zipfile import BadZipFile
 
@@ -33,6 +33,7 @@ class _Arrays:
     band_hz: tuple[float, float] | None = None  # the file's windows were band-passed with these edges
     anchor_s: float | None = None  # seconds from a window's start to its beat
     synthetic: np.ndarray | None = None  # bool [N]
+    notes: list[str] = field(default_factory=list)  # what reading assumed (a blank `synthetic` cell is false)
 
 
 def read_array_windows(
@@ -54,10 +55,13 @@ def read_array_windows(
     scalar `fs_hz` (used when `fs_in_hz` is None) and lead names `leads`.
     CSV: one single-lead window per row: the label column, an optional patient column,
     and every other column a sample; `fs_in_hz` is required unless the first line gives it.
+    A blank label or patient cell is an error naming its lines; a blank `synthetic` cell reads as
+    false (real), with a warning, and any value but true/false/1/0 is an error.
     Windows are band-passed unless the file stores `band_hz`; the crop puts the file's anchor
     (`anchor_s` stored, else the centre) at `anchor_s` (default the centre).
-    Rows with NaN, inf or a flat lead are dropped (`nan_or_flat`), rows without a label too
-    (`no_label`); sample_index is the window's row in the file, as arrays carry no record time.
+    Rows with NaN, inf or a flat lead (a blank sample cell is NaN) are dropped (`nan_or_flat`), NPZ
+    rows labeled "" too (`no_label`); sample_index is the window's row in the file, as arrays carry no
+    record time. A patient left without a window comes back with none (the caller skips it, by name).
     """
     path = Path(path)
     arrays = _load(path, label_column, patient_column)
@@ -65,7 +69,8 @@ def read_array_windows(
     if fs_in is None:
         raise RecordError(f"{path}: no sampling rate in the file; give fs_in_hz")
     if not np.isfinite(fs_in) or fs_in <= 0:
-        raise RecordError(f"{path}: sampling rate {fs_in:g} Hz is not positive")
+        raise RecordError(f"{path}: sampling rate {fs_in:g} Hz is not positive and finite" if not np.isfinite(fs_in)
+                          else f"{path}: sampling rate {fs_in:g} Hz is not positive")
     x = _select_leads(path, arrays, leads)
 
     invalid = preprocess.nan_windows(x) | preprocess.flat_windows(np.nan_to_num(x))
@@ -74,7 +79,7 @@ def read_array_windows(
         raise RecordError(f"{path}: none of its {len(x)} windows is labeled and free of NaN, inf and flat leads")
     reasons = np.where(invalid, "nan_or_flat", "no_label")  # meaningful where ~keep
 
-    warnings = []
+    warnings = list(arrays.notes)
     patients = arrays.patients
     if patients is None:
         patients = np.full(len(x), path.stem)
@@ -121,14 +126,22 @@ def _load(path: Path, label_column: str, patient_column: str) -> _Arrays:
     if path.suffix.lower() not in loaders:
         raise RecordError(f"{path}: unknown extension {path.suffix!r}; use .npz or .csv")
     arrays = loaders[path.suffix.lower()](path, label_column, patient_column)
+    shape = arrays.windows.shape
     if arrays.windows.ndim != 3 or len(arrays.windows) == 0:
-        raise RecordError(
-            f"{path}: windows have shape {arrays.windows.shape}; expected [N, T] or [N, leads, T] with N > 0"
-        )
+        raise RecordError(f"{path}: windows have shape {shape}; expected [N, T] or [N, leads, T] with N > 0")
+    if shape[2] < shape[1]:
+        raise RecordError(f"{path}: windows have shape {shape}, fewer samples than leads; expected [N, leads, T] "
+                          f"(channel-first: np.moveaxis(windows, -1, 1) gives {(shape[0], shape[2], shape[1])})")
+    if arrays.leads is not None and len(arrays.leads) != shape[1]:
+        raise RecordError(f"{path}: leads names {len(arrays.leads)} leads ({', '.join(arrays.leads)}) but its windows "
+                          f"[N, leads, T] = {shape} have {shape[1]}")
     n = len(arrays.windows)
-    for name, values in (("labels", arrays.labels), ("patients", arrays.patients)):
+    for name, values in (("labels", arrays.labels), ("patients", arrays.patients), ("synthetic", arrays.synthetic)):
         if values is not None and values.shape != (n,):
             raise RecordError(f"{path}: {name} have shape {values.shape}; expected [{n}], one per window")
+    for name, value in (("fs_hz", arrays.fs_hz), ("anchor_s", arrays.anchor_s), *zip(("band_hz",) * 2, arrays.band_hz or ())):
+        if value is not None and not np.isfinite(value):
+            raise RecordError(f"{path}: {name} is {value}; expected a finite number")
     return arrays
 
 
@@ -151,18 +164,45 @@ def _load_npz(path: Path, label_column: str, patient_column: str) -> _Arrays:
         raise RecordError(f"{path}: windows are {windows.dtype}, not numbers")
     if windows.ndim == 2:
         windows = windows[:, None, :]
-    if band is not None and np.shape(band) != (2,):
-        raise RecordError(f"{path}: band_hz has shape {np.shape(band)}; expected the two edges [low, high]")
+    if band is not None and (np.shape(band) != (2,) or band.dtype.kind not in "fiu"):
+        raise RecordError(f"{path}: band_hz is {band.dtype} of shape {np.shape(band)}; expected the two edges "
+                          "[low, high] in Hz")
+    notes: list[str] = []
     return _Arrays(
         windows=windows.astype(np.float64),
         labels=labels.astype(str),
         patients=None if patients is None else patients.astype(str),
-        fs_hz=None if fs is None else float(fs),
+        fs_hz=_npz_scalar(path, "fs_hz", fs),
         leads=None if lead_names is None else [str(name) for name in np.atleast_1d(lead_names)],
         band_hz=None if band is None else (float(band[0]), float(band[1])),
-        anchor_s=None if anchor is None else float(anchor),
-        synthetic=None if synthetic is None else synthetic.astype(bool),
+        anchor_s=_npz_scalar(path, "anchor_s", anchor),
+        synthetic=None if synthetic is None else _npz_synthetic(path, synthetic, notes),
+        notes=notes,
     )
+
+
+def _npz_scalar(path: Path, name: str, value: np.ndarray | None) -> float | None:
+    """A number the NPZ stores as a scalar (fs_hz, anchor_s); an array of several values, or text, names the key."""
+    if value is None:
+        return None
+    if value.size != 1 or value.dtype.kind not in "fiu":
+        raise RecordError(f"{path}: {name} is {value.dtype} of shape {value.shape}; expected one number (a scalar)")
+    return float(value.reshape(()))
+
+
+def _npz_synthetic(path: Path, synthetic: np.ndarray, notes: list[str]) -> np.ndarray:
+    """The NPZ's `synthetic` flags as booleans: bool, 0/1 numbers, or the text a CSV column may hold."""
+    if synthetic.dtype.kind == "b":
+        return synthetic
+    if synthetic.dtype.kind in "iuf":
+        other = sorted({float(value) for value in np.unique(synthetic)} - {0.0, 1.0})
+        if other:
+            raise RecordError(f"{path}: synthetic holds {', '.join(f'{value:g}' for value in other[:5])}; expected "
+                              "true/false or 1/0")
+        return synthetic == 1
+    if synthetic.dtype.kind in "US":
+        return _synthetic_flags(path, pd.Series(synthetic.astype(str)), notes)
+    raise RecordError(f"{path}: synthetic is {synthetic.dtype}; expected true/false or 1/0 per window")
 
 
 def _first(
@@ -180,32 +220,84 @@ def _first(
 def _load_csv(path: Path, label_column: str, patient_column: str) -> _Arrays:
     """One single-lead window per row; every column but the label, patient and synthetic ones is a sample."""
     described = _csv_description(path)
-    # Labels and patient ids stay text so "007" and "1" are not turned into numbers.
-    table = pd.read_csv(path, dtype={label_column: str, patient_column: str}, skiprows=1 if described else 0)
+    table, first_line = _read_csv_rows(path, label_column, patient_column, skip=1 if described else 0)
     if label_column not in table.columns:
         raise RecordError(f"{path}: no label column {label_column!r} (columns: {', '.join(table.columns[:5])}, ...)")
     named = [column for column in (label_column, patient_column, "synthetic") if column in table.columns]
     samples = table.drop(columns=named)
+    if samples.shape[1] == 0:
+        raise RecordError(f"{path}: no sample columns, only {', '.join(named)}")
     non_numeric = [column for column in samples.columns if not pd.api.types.is_numeric_dtype(samples[column])]
     if non_numeric:
         raise RecordError(f"{path}: sample column {non_numeric[0]!r} holds non-numeric values")
     has_patient = patient_column in table.columns
-    if has_patient and table[patient_column].isna().any():
-        raise RecordError(f"{path}: {int(table[patient_column].isna().sum())} rows have no {patient_column!r}")
+    for column in (label_column, patient_column) if has_patient else (label_column,):
+        blank = blank_cells(table[column])
+        if blank.any():
+            raise RecordError(f"{path}: column {column!r} is blank on {line_numbers(table.index[blank], first_line)}")
+    notes: list[str] = []
     try:
         band = tuple(float(edge) for edge in described["band_hz"].split(",")) if "band_hz" in described else None
         return _Arrays(
             windows=samples.to_numpy(dtype=np.float64)[:, None, :],
-            labels=table[label_column].fillna("").to_numpy(dtype=str),
-            patients=table[patient_column].to_numpy(dtype=str) if has_patient else None,
+            labels=table[label_column].str.strip().to_numpy(dtype=str),
+            patients=table[patient_column].str.strip().to_numpy(dtype=str) if has_patient else None,
             fs_hz=float(described["fs_hz"]) if "fs_hz" in described else None,
             leads=described["leads"].split(",") if "leads" in described else None,
             band_hz=band,
             anchor_s=float(described["anchor_s"]) if "anchor_s" in described else None,
-            synthetic=table["synthetic"].astype(bool).to_numpy() if "synthetic" in table.columns else None,
+            synthetic=_synthetic_flags(path, table["synthetic"], notes) if "synthetic" in table.columns else None,
+            notes=notes,
         )
     except ValueError as error:
         raise RecordError(f"{path}: first line {CSV_DESCRIPTION!r} does not parse ({error})") from None
+
+
+def _read_csv_rows(path: Path, label_column: str, patient_column: str, skip: int) -> tuple[pd.DataFrame, int]:
+    """The CSV's rows (blank lines dropped, the index kept for line numbers) and the file line of row 0."""
+    # Labels, patient ids and flags stay text so "007" and "1" are not turned into numbers.
+    text_columns = {label_column: str, patient_column: str, "synthetic": str}
+    try:
+        table = pd.read_csv(path, dtype=text_columns, skiprows=skip, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise RecordError(f"{path}: the file is empty; expected a header line and one window per row") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise RecordError(f"{path}: does not parse as CSV ({str(error).strip().splitlines()[0]})") from None
+    table = table.dropna(how="all")
+    if table.empty:
+        raise RecordError(f"{path}: a header and no rows; expected one window per row")
+    return table, skip + 2
+
+
+_TRUE, _FALSE = frozenset({"true", "1", "1.0"}), frozenset({"false", "0", "0.0"})
+
+
+def _synthetic_flags(path: Path, column: pd.Series, notes: list[str]) -> np.ndarray:
+    """Boolean [N] from a `synthetic` column of true/false or 1/0 (any case); a blank cell is false (a real window),
+    said in `notes`, since export always fills it and a hand-made file means its rows are real."""
+    text = column.fillna("").astype(str).str.strip()
+    lower = text.str.lower()
+    other = sorted(set(text[~lower.isin(_TRUE | _FALSE | {""})]))
+    if other:
+        raise RecordError(f"{path}: column 'synthetic' holds {', '.join(map(repr, other[:5]))}"
+                          f"{' and more' if len(other) > 5 else ''}; expected true/false or 1/0")
+    blank = int((lower == "").sum())
+    if blank:
+        notes.append(f"{path}: {blank} rows have a blank 'synthetic' cell; read as false (real windows)")
+    return lower.isin(_TRUE).to_numpy()
+
+
+def blank_cells(column: pd.Series) -> np.ndarray:
+    """Boolean [rows]: cells that are empty or only whitespace."""
+    return (column.isna() | column.astype(str).str.strip().eq("")).to_numpy()
+
+
+def line_numbers(rows: pd.Index, first_line: int, shown: int = 5) -> str:
+    """`lines 3, 7 and 2 more` for rows of a table read with `skip_blank_lines=False` (its index counts every line
+    after the header); `first_line` is the file line of the row with index 0."""
+    lines = [str(int(row) + first_line) for row in rows]
+    more = f" and {len(lines) - shown} more" if len(lines) > shown else ""
+    return f"line{'s' if len(lines) > 1 else ''} {', '.join(lines[:shown])}{more}"
 
 
 CSV_DESCRIPTION = "# ecg-tgdp"

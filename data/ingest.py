@@ -4,7 +4,7 @@ from __future__ import annotations
 import os
 import signal
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,30 +13,34 @@ import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
-from ecg_tgdp.data.records import RecordError, RecordWindows
+from ecg_tgdp.data.records import NoWindowsError, RecordError, RecordWindows, counts_text
 
 RecordTask = tuple[str, Callable[[], RecordWindows]]
 
 
 @dataclass
 class ReadResult:
-    """Windows of the records that were read, and the reason each skipped record was skipped."""
+    """Windows of the records that were read, and the reason each skipped record was skipped.
+
+    A record that yields no window is skipped too (`NoWindowsError`); what it dropped still counts in `dropped`."""
 
     parts: list[RecordWindows]
     skipped: dict[str, str] = field(default_factory=dict)
     dropped_before_reading: Counter = field(default_factory=Counter)  # e.g. records without a usable label
     notes: list[str] = field(default_factory=list)  # warnings from before reading (e.g. a labels CSV's rows)
+    dropped_in_skipped: Counter = field(default_factory=Counter)  # by the records skipped for yielding no window
 
     @property
     def dropped(self) -> Counter:
-        total: Counter = Counter(self.dropped_before_reading)
+        total: Counter = Counter(self.dropped_before_reading) + self.dropped_in_skipped
         for part in self.parts:
             total.update(part.dropped)
         return total
 
     @property
     def warnings(self) -> list[str]:
-        return self.notes + [message for part in self.parts for message in part.warnings]
+        """Every warning once (an arrays file's warnings travel with each of its patients)."""
+        return list(dict.fromkeys(self.notes + [message for part in self.parts for message in part.warnings]))
 
 
 def list_wfdb_records(folder: Path, records: Sequence[str] | None = None, exclude: Sequence[str] = ()) -> list[Path]:
@@ -56,6 +60,34 @@ def list_wfdb_records(folder: Path, records: Sequence[str] | None = None, exclud
             if not records:
                 raise RecordError(f"{folder}: no WFDB header (.hea) found{_other_formats(folder)}")
     return [folder / name for name in dict.fromkeys(records) if name not in set(exclude)]
+
+
+WFDB_SUFFIXES = (".hea", ".dat", ".atr")
+
+
+def unmatched_entries(where: str, names: Sequence[str], *, records: Sequence[str] | None = None,
+                      exclude: Sequence[str] = (), patients: Mapping[str, str] | None = None) -> list[str]:
+    """One warning per cohort setting (`records`, `exclude_records`, `patients`) whose entries name no record of
+    `names` (all the records `where` holds), so that a typo (`802.hea` for `802`) does not silently change the cohort."""
+    known = set(names)
+    warnings = []
+    for setting, entries, effect in (("records", records or (), "they are not read"),
+                                     ("exclude_records", exclude, "they leave nothing out"),
+                                     ("patients", list(patients or {}), "their patient is not used")):
+        missing = [str(entry) for entry in dict.fromkeys(entries) if entry not in known]
+        if missing:
+            hint = "; record names have no extension" if any(Path(m).suffix in WFDB_SUFFIXES for m in missing) else ""
+            examples = few_names(sorted(known), 3) or "nothing: it has none"
+            warnings.append(f"{where}: {setting} {few_names(missing)} match no record of the cohort, {effect} "
+                            f"(records are named like {examples}{hint})")
+    return warnings
+
+
+def few_names(names: Sequence[str], shown: int = 5) -> str:
+    """Names for a message: the first `shown`, then how many more."""
+    names = [str(name) for name in names]
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def record_name(folder: Path, record_path: Path) -> str:
@@ -88,7 +120,7 @@ def read_records(tasks: Sequence[RecordTask], *, workers: int, desc: str) -> Rea
     if len(set(names)) != len(names):
         raise ValueError(f"record names are not unique: {sorted({n for n in names if names.count(n) > 1})}")
     workers = workers or os.cpu_count() or 1
-    outcomes: dict[str, RecordWindows | str] = {}
+    outcomes: dict[str, RecordWindows | _Skip] = {}
     progress = tqdm(total=len(tasks), desc=desc, unit="rec", leave=False, disable=None)
     if workers == 1 or len(tasks) < 2:
         for name, task in tasks:
@@ -107,25 +139,41 @@ def read_records(tasks: Sequence[RecordTask], *, workers: int, desc: str) -> Rea
     result = ReadResult(parts=[])
     for name, _ in tasks:
         outcome = outcomes[name]
-        if isinstance(outcome, str):
-            result.skipped[name] = outcome
+        if isinstance(outcome, RecordWindows) and not len(outcome.labels):  # a reader that does not say why
+            outcome = _Skip(f"{name}: no window remains ({counts_text(outcome.dropped)})", outcome.dropped,
+                            outcome.warnings)
+        if isinstance(outcome, _Skip):
+            result.skipped[name] = outcome.reason
+            result.dropped_in_skipped.update(outcome.dropped)
+            result.notes.extend(outcome.warnings)
         else:
             result.parts.append(outcome)
     return result
+
+
+@dataclass
+class _Skip:
+    """Why a record was skipped, and what it dropped and warned about before that (a record without windows)."""
+
+    reason: str
+    dropped: Counter = field(default_factory=Counter)
+    warnings: list[str] = field(default_factory=list)
 
 
 def _ignore_interrupts() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _attempt(task: Callable[[], RecordWindows]) -> RecordWindows | str:
+def _attempt(task: Callable[[], RecordWindows]) -> RecordWindows | _Skip:
     """The record's windows, or the one-line reason it cannot be used."""
     try:
         return task()
+    except NoWindowsError as error:
+        return _Skip(str(error), error.dropped, error.warnings)
     except RecordError as error:
-        return str(error)
+        return _Skip(str(error))
     except Exception as error:  # noqa: BLE001 (a corrupt file can make wfdb/numpy raise anything; keep the others going)
-        return f"{type(error).__name__}: {error}"
+        return _Skip(f"{type(error).__name__}: {error}")
 
 
 def assemble(parts: Sequence[RecordWindows], classes: Sequence[str]) -> tuple[np.ndarray, pd.DataFrame]:

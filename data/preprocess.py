@@ -27,17 +27,52 @@ def bandpass(x: np.ndarray, fs_hz: float, band_hz: tuple[float, float], order: i
     return signal.sosfiltfilt(sos, x, axis=-1)
 
 
+# resample_poly's filter has 20·max(up, down) + 1 taps; past this factor a ratio (1000/3 Hz written as 333.333...) is
+# resampled through a close ratio and interpolated onto the exact clock instead.
+MAX_POLYPHASE_FACTOR = 4096
+_OVERSAMPLE = 4  # the close-ratio path interpolates linearly from a 4× band-limited grid (-0.3 dB at 40 Hz of 128)
+
+
+def rate_ratio(fs_from_hz: float, fs_to_hz: float) -> Fraction:
+    """fs_to / fs_from as the exact fraction of the rates' decimal values: 512.5 → 128 Hz is 256/1025, 360 → 128 Hz 16/45.
+
+    `resample` and `resampled_index` both use it, so a beat mapped onto the new clock stays on its R peak over hours
+    (a ratio rounded to 249/997 put a 2 h record's last beats 25 samples late)."""
+    return Fraction(repr(float(fs_to_hz))) / Fraction(repr(float(fs_from_hz)))
+
+
 def resample(x: np.ndarray, fs_from_hz: float, fs_to_hz: float) -> np.ndarray:
-    """Resample along the last axis with `scipy.signal.resample_poly` (anti-aliased, linear phase)."""
+    """Resample along the last axis, anti-aliased, to ceil(n · ratio) samples; output sample k lies at exactly
+    k / fs_to_hz seconds (`rate_ratio`): `scipy.signal.resample_poly` by the exact ratio, or, when its factors
+    exceed MAX_POLYPHASE_FACTOR, `_resample_close_ratio`."""
     if fs_from_hz == fs_to_hz:
         return x
-    ratio = Fraction(fs_to_hz / fs_from_hz).limit_denominator(1000)
-    return signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+    ratio = rate_ratio(fs_from_hz, fs_to_hz)
+    if max(ratio.numerator, ratio.denominator) <= MAX_POLYPHASE_FACTOR:
+        return signal.resample_poly(x, ratio.numerator, ratio.denominator, axis=-1)
+    return _resample_close_ratio(x, ratio)
+
+
+def _resample_close_ratio(x: np.ndarray, ratio: Fraction) -> np.ndarray:
+    """Resample by a ratio with impractical polyphase factors: polyphase by a close ratio (the anti-aliasing), 4×
+    band-limited upsampling, then linear interpolation at the exact output times (k / ratio input samples)."""
+    close = ratio.limit_denominator(1000)
+    fine = signal.resample_poly(signal.resample_poly(x, close.numerator, close.denominator, axis=-1),
+                                _OVERSAMPLE, 1, axis=-1)  # at fs_from · close · 4
+    n_out = -(-x.shape[-1] * ratio.numerator // ratio.denominator)  # ceil(n · ratio), as resample_poly gives
+    position = np.clip(np.arange(n_out) * float(close * _OVERSAMPLE / ratio), 0, fine.shape[-1] - 1)
+    left = np.minimum(position.astype(np.int64), fine.shape[-1] - 2)
+    weight = position - left
+    return fine[..., left] * (1 - weight) + fine[..., left + 1] * weight
 
 
 def resampled_index(sample: np.ndarray, fs_from_hz: float, fs_to_hz: float) -> np.ndarray:
-    """Map sample indices of the original record onto the resampled one."""
-    return np.rint(np.asarray(sample) * (fs_to_hz / fs_from_hz)).astype(np.int64)
+    """Map sample indices of the original record onto the resampled one, by the ratio `resample` uses."""
+    ratio = rate_ratio(fs_from_hz, fs_to_hz)
+    sample = np.asarray(sample, dtype=np.int64)
+    if ratio.numerator * (int(np.abs(sample).max(initial=0)) + 1) < 2**53:  # sample · numerator is exact in float64
+        return np.rint(sample * ratio.numerator / ratio.denominator).astype(np.int64)
+    return np.rint(sample * float(ratio)).astype(np.int64)
 
 
 AMPLITUDE_NORMALIZATIONS = ("none", "median_r")

@@ -10,13 +10,19 @@ import pandas as pd
 
 from ecg_tgdp.data import preprocess
 from ecg_tgdp.data.plausibility import check_amplitude
-from ecg_tgdp.data.records import RecordError, RecordWindows
+from ecg_tgdp.data.records import NoWindowsError, RecordError, RecordWindows
 from ecg_tgdp.data.wfdb_io import read_header, read_leads
 
 PTBXL_SUPERCLASSES = ("NORM", "MI", "STTC", "CD", "HYP")
 
 # PTB-XL ships every record twice; the database lists both paths, relative to its folder.
 _PATH_COLUMN = {100: "filename_lr", 500: "filename_hr"}
+
+
+class FilterError(ValueError):
+    """A `filters` entry that cannot select what was meant: a column the database lacks, a value no record has, or
+    text for a numeric column. The message names the file, the key and the values that exist; the caller makes it
+    a config error."""
 
 
 def ptbxl_index(
@@ -31,6 +37,8 @@ def ptbxl_index(
     `filters` keeps rows whose column value, stripped of surrounding whitespace, starts with
     one of the given strings, so {"device": ["AT-6"]} keeps "AT-6 C 5.5", "AT-6 C", ...;
     a numeric column (strat_fold, age) must equal one of the values, so 1 does not keep 10.
+    A filter key that is not a column, or a value that matches no record, is a FilterError (a typo
+    would otherwise silently shrink the cohort); a table that lacks its own columns is a RecordError.
     """
     db_dir = Path(db_dir)
     if rate_hz not in _PATH_COLUMN:
@@ -38,11 +46,11 @@ def ptbxl_index(
     database_csv = db_dir / "ptbxl_database.csv"
     filters = filters or {}
     required = ["ecg_id", "patient_id", "scp_codes", "strat_fold", _PATH_COLUMN[rate_hz]]
-    database = _read_table(database_csv, required + list(filters))
+    database = _read_table(database_csv, required)
     statements = _read_table(db_dir / "scp_statements.csv", ["diagnostic", "diagnostic_class"], index_col=0)
     _check_complete(database_csv, database, required)
 
-    database = database[_filter_mask(database, filters)]
+    database = database[_filter_mask(database_csv, database, filters)]
     code_to_class = statements.loc[statements["diagnostic"] == 1, "diagnostic_class"].to_dict()
     index = pd.DataFrame(
         {
@@ -65,11 +73,18 @@ def _read_table(csv_path: Path, columns: list[str], **read_csv_kwargs: object) -
     """Read a CSV and check it has the named columns; the error names the file and the columns."""
     if not csv_path.is_file():
         raise FileNotFoundError(f"{csv_path}: PTB-XL table not found")
-    table = pd.read_csv(csv_path, **read_csv_kwargs)
+    try:
+        table = pd.read_csv(csv_path, **read_csv_kwargs)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as error:
+        raise RecordError(f"{csv_path}: does not parse as CSV ({_first_line(error)})") from None
     missing = [column for column in columns if column not in table.columns]
     if missing:
-        raise ValueError(f"{csv_path}: no column {', '.join(map(repr, missing))}")
+        raise RecordError(f"{csv_path}: no column {', '.join(map(repr, missing))}")
     return table
+
+
+def _first_line(error: Exception) -> str:
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _check_complete(csv_path: Path, table: pd.DataFrame, columns: list[str]) -> None:
@@ -77,24 +92,53 @@ def _check_complete(csv_path: Path, table: pd.DataFrame, columns: list[str]) -> 
     for column in columns:
         n_missing = int(table[column].isna().sum())
         if n_missing:
-            raise ValueError(f"{csv_path}: column {column!r} is empty in {n_missing} rows")
+            raise RecordError(f"{csv_path}: column {column!r} is empty in {n_missing} rows")
 
 
-def _filter_mask(database: pd.DataFrame, filters: dict[str, list[str]]) -> pd.Series:
-    """Boolean rows whose every filter column equals (numbers) or starts with (text) one of its values."""
+def _filter_mask(csv_path: Path, database: pd.DataFrame, filters: dict[str, list[str]]) -> pd.Series:
+    """Boolean rows whose every filter column equals (numbers) or starts with (text) one of its values; FilterError
+    for a key that is not a column or a value that matches no row (each value is checked against the whole table)."""
     keep = pd.Series(True, index=database.index)
     for column, prefixes in filters.items():
-        prefixes = [prefixes] if isinstance(prefixes, str) else prefixes
-        if pd.api.types.is_numeric_dtype(database[column]):
-            try:
-                keep &= database[column].isin([float(value) for value in prefixes])
-            except ValueError:
-                raise ValueError(f"filters.{column}: {prefixes} are not numbers, but the column is numeric") from None
-            continue
-        # Device names carry padding and firmware suffixes ("CS-12   E", "AT-6 C 5.5").
-        values = database[column].fillna("").astype(str).str.strip()
-        keep &= values.str.startswith(tuple(str(prefix).strip() for prefix in prefixes))
+        if column not in database.columns:
+            raise FilterError(f"{csv_path}: filters.{column}: no column {column!r} (columns: "
+                              f"{_few(list(database.columns), 12)})")
+        prefixes = [prefixes] if isinstance(prefixes, str) else list(prefixes)
+        if not prefixes:
+            raise FilterError(f"{csv_path}: filters.{column}: no value given, so no record would be kept")
+        matches = {str(value): _matches(csv_path, database[column], column, value) for value in prefixes}
+        unmatched = [value for value, match in matches.items() if not match.any()]
+        if unmatched:
+            raise FilterError(f"{csv_path}: filters.{column}: {', '.join(map(repr, unmatched))} "
+                              f"{'matches' if len(unmatched) == 1 else 'match'} no record "
+                              f"(values of {column!r} include {_common_values(database[column])})")
+        keep &= np.logical_or.reduce(list(matches.values()))
     return keep
+
+
+def _matches(csv_path: Path, column: pd.Series, key: str, value: object) -> pd.Series:
+    """Boolean rows where a numeric column equals `value`, or a text column starts with it (both stripped)."""
+    if pd.api.types.is_numeric_dtype(column):
+        try:
+            return column == float(value)
+        except (TypeError, ValueError):
+            raise FilterError(f"{csv_path}: filters.{key}: {value!r} is not a number, but the column is "
+                              f"numeric (values include {_common_values(column)})") from None
+    # Device names carry padding and firmware suffixes ("CS-12   E", "AT-6 C 5.5").
+    return column.fillna("").astype(str).str.strip().str.startswith(str(value).strip())
+
+
+def _common_values(column: pd.Series, shown: int = 5) -> str:
+    """The column's most frequent values, for a message."""
+    counts = column.dropna().astype(str).str.strip().value_counts()
+    if counts.empty:
+        return "none: the column is empty"
+    return _few([repr(value) for value in counts.index], shown)
+
+
+def _few(names: list[str], shown: int) -> str:
+    more = f" and {len(names) - shown} more" if len(names) > shown else ""
+    return ", ".join(names[:shown]) + more
 
 
 def _superclasses(
@@ -104,7 +148,7 @@ def _superclasses(
     try:
         likelihoods = ast.literal_eval(scp_codes)
     except (ValueError, SyntaxError):
-        raise ValueError(f"{csv_path}: ecg_id {ecg_id} has unreadable scp_codes {scp_codes!r}") from None
+        raise RecordError(f"{csv_path}: ecg_id {ecg_id} has unreadable scp_codes {scp_codes!r}") from None
     return tuple(
         sorted(
             {
@@ -145,7 +189,8 @@ def read_ptbxl_windows(
     The named leads (case-insensitive: "aVR" reads "AVR") are band-passed at the record's
     own rate (unless the header says they already were), resampled to `fs_hz` and cut from the start
     into float32 [n, leads, T] crops in mV; crops touching NaN or flat-line samples are dropped and
-    counted; a record whose amplitude is not an ECG's in mV is a RecordError. `columns`
+    counted; a record whose amplitude is not an ECG's in mV is a RecordError, one whose every crop is dropped a
+    NoWindowsError (skipped, with its reason). `columns`
     (e.g. strat_fold, device) are repeated for every crop. `record` names the record in the
     windows' meta (the index's ecg_id, which `records` / `exclude_records` filter on);
     by default the file name.
@@ -169,6 +214,10 @@ def read_ptbxl_windows(
     starts = np.arange(signal.shape[-1] // length, dtype=np.int64) * length
     touching = preprocess.windows_touching(bad, starts, length)
     starts = starts[~touching]
+    warnings = header.gain_warnings(record_path, leads)
+    if not len(starts):
+        raise NoWindowsError(f"{record_path}: no crop remains: all {len(touching)} touch NaN or flat-line samples",
+                             Counter(nan_or_flat=int(touching.sum())), warnings)
 
     n = len(starts)
     return RecordWindows(
@@ -180,4 +229,5 @@ def read_ptbxl_windows(
         columns={**{name: np.full(n, value) for name, value in (columns or {}).items()},
                  "synthetic": np.full(n, header.synthetic)},
         dropped=+Counter(nan_or_flat=int(touching.sum())),
+        warnings=warnings,
     )

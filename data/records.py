@@ -11,6 +11,21 @@ class RecordError(Exception):
     """A record that cannot be used; the message names the record and the problem."""
 
 
+class NoWindowsError(RecordError):
+    """A record that was read but yields no window (no beat of the chosen classes, every beat at an edge, ...): it is
+    skipped like any unusable record, while `dropped` (reason → count) and `warnings` still reach ingest's summary."""
+
+    def __init__(self, message: str, dropped: Counter | None = None, warnings: list[str] | None = None) -> None:
+        super().__init__(message)
+        self.dropped = Counter(dropped or {})
+        self.warnings = list(warnings or [])
+
+
+def counts_text(counts: Counter) -> str:
+    """Reason → count as `edge 3, nan_or_flat 2` for a message."""
+    return ", ".join(f"{reason} {n}" for reason, n in sorted(counts.items()) if n) or "nothing dropped"
+
+
 @dataclass
 class RecordWindows:
     """Labeled windows cut from one record, already filtered, resampled and in mV.

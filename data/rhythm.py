@@ -1,4 +1,4 @@
-"""Rhythm context of beat windows, read from the signal alone (DESIGN §4, "Rhythm context").
+"""Rhythm context of beat windows, read from the signal alone (README: Beats that carry their rhythm).
 
 A supraventricular beat is defined by its timing against the patient's own rhythm, and a
 ventricular one by its shape against the patient's own beats. Synthetic windows carry no

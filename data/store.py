@@ -1,6 +1,6 @@
 """The window store: `windows.npy` + `meta.parquet` + `cohort.json`, written atomically, checked on read.
 
-Layout (DESIGN §3): windows float32 [N, leads, T] in mV, memory-mappable; one meta row
+Layout (README: Stages and artifacts): windows float32 [N, leads, T] in mV, memory-mappable; one meta row
 per window (record, patient, label, label_index, split, sample_index, ...); cohort.json
 with fs_hz, window_s, leads, label names, normalization statistics and counts. Real and
 synthetic windows share this layout. cohort.json is written last, so a folder without

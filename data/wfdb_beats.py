@@ -9,7 +9,7 @@ import numpy as np
 from ecg_tgdp.data import preprocess
 from ecg_tgdp.data.labels import NON_BEAT_SYMBOLS
 from ecg_tgdp.data.plausibility import check_amplitude
-from ecg_tgdp.data.records import RecordError, RecordWindows
+from ecg_tgdp.data.records import NoWindowsError, RecordError, RecordWindows, counts_text
 from ecg_tgdp.data.rhythm import ANCHOR_SEARCH_S
 from ecg_tgdp.data.wfdb_io import read_annotations, read_header, read_leads
 
@@ -46,24 +46,35 @@ def read_beat_windows(
     that the record's median R amplitude is 1 mV (`preprocess.normalize_amplitude`; the factor is kept in
     the column `amplitude_factor`). Beats are dropped, and counted by reason, when their window runs past
     the record's edge or touches NaN or flat-line samples, when their symbol is not in the label map,
-    or when their class is not in `classes`. A record whose amplitude is not an ECG's in mV is a
-    RecordError; one whose beats mostly miss the R peaks (an annotation of another record or rate)
-    keeps its windows with a warning. `record` names the record in the meta (default: the file name).
+    when their class is not in `classes`, or when they repeat an earlier beat annotation at the same sample
+    (`duplicate_annotation`: an annotator run twice would double the windows, half with RR = 0). A record
+    whose amplitude is not an ECG's in mV is a RecordError, one left without any window a NoWindowsError
+    (skipped, with its reason); one whose beats mostly miss the R peaks (an annotation of another record or
+    rate) keeps its windows with a warning, as does a lead with ADC gain 0. `record` names the record in the
+    meta (default: the file name).
     """
     record_path = Path(record_path)
     name = record or record_path.name
+    annotation_file = record_path.with_suffix(f".{annotator}")
     header = read_header(record_path)
     samples, symbols = read_annotations(record_path, annotator, header.fs)
     raw = read_leads(record_path, leads, header)  # [leads, samples] mV
     if np.isnan(raw).all():
         raise RecordError(f"{record_path}: every sample of {', '.join(leads)} is invalid (NaN)")
 
+    dropped: Counter = Counter()
+    warnings: list[str] = header.gain_warnings(record_path, leads)
     is_beat = ~np.isin(symbols, list(NON_BEAT_SYMBOLS))
+    non_beats = Counter(symbols[~is_beat])
     samples, symbols = samples[is_beat], symbols[is_beat]
+    repeated = repeated_annotations(samples)
+    if repeated.any():
+        dropped["duplicate_annotation"] += int(repeated.sum())
+        warnings.append(f"{annotation_file}: {int(repeated.sum())} beat annotations repeat an earlier one at the same "
+                        "sample; dropped (duplicate_annotation)")
+        samples, symbols = samples[~repeated], symbols[~repeated]
     rr_prev_s, rr_next_s = _rr_context(samples, header.fs)
 
-    dropped: Counter = Counter()
-    warnings: list[str] = []
     known = np.isin(symbols, list(symbol_to_class))
     if not known.all():
         unknown = Counter(symbols[~known])
@@ -73,6 +84,9 @@ def read_beat_windows(
     labels = np.array([symbol_to_class.get(symbol, "") for symbol in symbols], dtype=object)
     selected = known & np.isin(labels, classes)
     dropped["class_not_selected"] += int((known & ~selected).sum())
+    if not selected.any():
+        raise NoWindowsError(f"{annotation_file}: no beat annotations of the chosen classes {', '.join(classes)} "
+                             f"({_annotation_contents(symbols, non_beats)})", +dropped, warnings)
 
     try:
         signal, bad = preprocess.condition_record(raw, header.fs, fs_hz, None if header.preprocessed_band_hz else band_hz)
@@ -92,6 +106,9 @@ def read_beat_windows(
     touching[keep] = preprocess.windows_touching(bad, starts[keep], length)
     dropped["nan_or_flat"] += int(touching.sum())
     keep &= ~touching
+    if not keep.any():
+        raise NoWindowsError(f"{record_path}: no beat window remains of its {int(selected.sum())} beats of the chosen "
+                             f"classes ({counts_text(dropped)})", +dropped, warnings)
 
     on_r_peak = beats_at_steepest_slope(signal[0], beats[keep], fs_hz)
     if len(on_r_peak) >= MIN_BEATS_FOR_R_PEAK_CHECK and on_r_peak.mean() < MIN_SHARE_ON_R_PEAKS:
@@ -129,6 +146,24 @@ def beats_at_steepest_slope(lead: np.ndarray, beats: np.ndarray, fs_hz: float) -
     around = np.clip(beats[:, None] + np.arange(-reach, reach + 1)[None, :], 0, len(lead) - 1)  # [n, 2 reach + 1]
     steepest = around[np.arange(len(beats)), np.argmax(slope[around], axis=1)]
     return np.abs(steepest - beats) <= ANCHOR_SEARCH_S * fs_hz
+
+
+def repeated_annotations(samples: np.ndarray) -> np.ndarray:
+    """Boolean [n]: annotations at the same sample as an earlier one (the first of each sample is kept)."""
+    first = np.zeros(len(samples), dtype=bool)
+    first[np.unique(samples, return_index=True)[1]] = True
+    return ~first
+
+
+def _annotation_contents(beat_symbols: np.ndarray, non_beats: Counter) -> str:
+    """What an annotation file without a usable beat holds, for the message: its beats, else its other symbols."""
+    def listed(counts: Counter) -> str:
+        return ", ".join(f"{symbol!r}×{count}" for symbol, count in sorted(counts.items()))
+    if len(beat_symbols):
+        return f"its beats: {listed(Counter(beat_symbols))}"
+    if non_beats:
+        return f"it holds only non-beat annotations: {listed(non_beats)}"
+    return "it holds no annotations"
 
 
 def _rr_context(samples: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:

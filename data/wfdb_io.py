@@ -23,7 +23,7 @@ _UNIT_TO_MV = {
     "nv": 1e-6, "nanovolt": 1e-6, "nanovolts": 1e-6,
     "v": 1e3, "volt": 1e3, "volts": 1e3,
 }
-_GAIN_FIELD = re.compile(r"^[-+\d.eE]+(?:\([-+\d]+\))?(?:/(?P<units>.+))?$")
+_GAIN_FIELD = re.compile(r"^(?P<gain>[-+\d.eE]+)(?:\([-+\d]+\))?(?:/(?P<units>.+))?$")
 
 
 @dataclass(frozen=True)
@@ -32,7 +32,8 @@ class RecordHeader:
 
     lead_names: signal names in file order; units: each lead's unit as written in the header (wfdb itself
     reads µV as V); preprocessed_band_hz: the band-pass edges a `PREPROCESSED_COMMENT` says the signal
-    already had (None for a recording); synthetic: whether that comment marks the record as generated.
+    already had (None for a recording); synthetic: whether that comment marks the record as generated;
+    zero_gain_leads: leads whose header gives ADC gain 0 (uncalibrated; wfdb reads them with gain 200).
     """
 
     fs: float
@@ -42,6 +43,15 @@ class RecordHeader:
     multi_segment: bool
     preprocessed_band_hz: tuple[float, float] | None = None
     synthetic: bool = False
+    zero_gain_leads: tuple[str, ...] = ()
+
+    def gain_warnings(self, record_path: Path, leads: list[str]) -> list[str]:
+        """A line for each requested lead whose ADC gain is 0: its amplitudes in mV are a guess (wfdb assumes 200
+        adu/mV), so the amplitude check and `median_r` normalization may be the only things that notice."""
+        names = self.resolve_leads(record_path, leads)
+        return [f"{record_path}: lead {name} has ADC gain 0 (uncalibrated) in its header; read with wfdb's default "
+                f"200 adu/mV, so its amplitudes may be wrong: the real gain is unknown"
+                for name in names if name in self.zero_gain_leads]
 
     def resolve_leads(self, record_path: Path, leads: list[str]) -> list[str]:
         """The requested leads spelled as in the header (exact match first, else case-insensitive);
@@ -74,19 +84,22 @@ def read_header(record_path: Path) -> RecordHeader:
     if isinstance(header, wfdb.MultiRecord):
         segments = [segment for segment in header.segments if segment is not None]
         units: dict[str, str] = {}
+        zero_gain: set[str] = set()
         for segment in segments:
             segment_path = record_path.parent / segment.record_name
             _check_signal_files(segment_path, segment)
             units.update(_signal_units(segment_path.with_suffix(".hea"), segment.sig_name))
+            zero_gain |= _zero_gain_leads(segment_path.with_suffix(".hea"), segment.sig_name)
         lead_names = list(units)
     else:
         _check_signal_files(record_path, header)
         lead_names = list(header.sig_name or [])
         units = _signal_units(header_file, lead_names)
+        zero_gain = _zero_gain_leads(header_file, lead_names)
     band, synthetic = _preprocessed(header.comments or [])
     return RecordHeader(fs=float(header.fs), sig_len=int(header.sig_len), lead_names=lead_names, units=units,
                         multi_segment=isinstance(header, wfdb.MultiRecord), preprocessed_band_hz=band,
-                        synthetic=synthetic)
+                        synthetic=synthetic, zero_gain_leads=tuple(name for name in lead_names if name in zero_gain))
 
 
 def _header_text(header_file: Path) -> str:
@@ -115,13 +128,33 @@ def _check_rate_field(header_file: Path, text: str) -> None:
 
 def _signal_units(header_file: Path, lead_names: list[str]) -> dict[str, str]:
     """Each lead's unit as written in a single-segment header (field 3, `gain(baseline)/units`; mV when absent)."""
-    lines = [line for line in _header_text(header_file).splitlines() if line.strip() and not line.startswith("#")]
     units = {}
-    for name, line in zip(lead_names, lines[1:]):
-        fields = line.split()
-        match = _GAIN_FIELD.match(fields[2]) if len(fields) > 2 else None
+    for name, match in _gain_fields(header_file, lead_names).items():
         units[name] = (match.group("units") if match and match.group("units") else "mV").strip()
     return units
+
+
+def _zero_gain_leads(header_file: Path, lead_names: list[str]) -> set[str]:
+    """Leads whose gain field is written as 0: WFDB's mark of an uncalibrated signal, which wfdb reads as 200 adu/mV
+    (a missing gain field is WFDB's documented default 200 and is not reported)."""
+    zero = set()
+    for name, match in _gain_fields(header_file, lead_names).items():
+        try:
+            if match and float(match.group("gain")) == 0:
+                zero.add(name)
+        except ValueError:
+            continue  # a gain wfdb parsed but float() does not: not this check's business
+    return zero
+
+
+def _gain_fields(header_file: Path, lead_names: list[str]) -> dict[str, re.Match | None]:
+    """Each lead's field 3 (`gain(baseline)/units`) of a single-segment header, parsed, or None when absent."""
+    lines = [line for line in _header_text(header_file).splitlines() if line.strip() and not line.startswith("#")]
+    fields = {}
+    for name, line in zip(lead_names, lines[1:]):
+        words = line.split()
+        fields[name] = _GAIN_FIELD.match(words[2]) if len(words) > 2 else None
+    return fields
 
 
 def _preprocessed(comments: list[str]) -> tuple[tuple[float, float] | None, bool]:

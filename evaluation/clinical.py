@@ -1,4 +1,4 @@
-"""Clinical measurements of beat-centred windows and their real-vs-synthetic Wasserstein distances (DESIGN §7).
+"""Clinical measurements of beat-centred windows and their real-vs-synthetic Wasserstein distances (README: The evaluation protocol).
 
 A window [leads, T] holds one annotated beat at its anchor sample (by default T // 2); the first lead is measured.
 neurokit2's delineators need several beats (`nk.ecg_delineate` raises "The data length

@@ -1,4 +1,4 @@
-"""Real-vs-synthetic discriminator AUROC (DESIGN §7, fidelity): 0.5 when a classifier cannot tell them apart.
+"""Real-vs-synthetic discriminator AUROC (README: The evaluation protocol, fidelity): 0.5 when a classifier cannot tell them apart.
 
 The "discriminative score" of post-hoc classifiers (Yoon et al. 2019, TimeGAN, NeurIPS)
 reported as a cross-validated AUROC: an L2-regularized logistic regression on each

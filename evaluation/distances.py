@@ -1,4 +1,4 @@
-"""Two-sample distances between real and synthetic windows or their features (DESIGN §7, fidelity).
+"""Two-sample distances between real and synthetic windows or their features (README: The evaluation protocol, fidelity).
 
 MMD with an RBF kernel (Gretton et al. 2012), Fréchet distance between Gaussian fits
 (Heusel et al. 2017), precision/recall/density/coverage (Naeem et al. 2020) and a Welch

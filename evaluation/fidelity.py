@@ -1,4 +1,4 @@
-"""Fidelity statistics per class (DESIGN §7): synthetic windows against held-out real target windows.
+"""Fidelity statistics per class (README: The evaluation protocol): synthetic windows against held-out real target windows.
 
 Per class, and over all windows pooled ("all", which also reflects any difference in
 class proportions): RBF MMD on the windows; Fréchet distance and precision/recall/

@@ -1,4 +1,4 @@
-"""Distance to the closest training record (DCR) and a memorization share (DESIGN §7, privacy).
+"""Distance to the closest training record (DCR) and a memorization share (README: The evaluation protocol, privacy).
 
 DCR is the usual check of synthetic data since table-GAN (Park et al. 2018, PVLDB
 11:1071; also Zhao et al. 2021, CTAB-GAN): a generator that copies training
@@ -35,7 +35,7 @@ def memorization(
 
     memorized_share is the share of synthetic windows whose DCR is below the `percentile`-th
     percentile of the held-out real DCRs: windows closer to a training window than all but
-    `percentile`% of unseen real windows are. DESIGN's "closer than any held-out real one"
+    `percentile`% of unseen real windows are. the protocol's "closer than any held-out real one"
     is the 0th percentile, which one unusually close held-out window would set; a low
     percentile is robust to that and gives ≈ percentile / 100 for a generator that does not
     copy. A planted exact copy (DCR ≈ 0: ~1e-7 after the dot-product form of the distance)

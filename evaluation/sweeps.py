@@ -1,4 +1,4 @@
-"""The utility protocol along one axis: the guidance weight w, or the labeled target budget (DESIGN §7 plots).
+"""The utility protocol along one axis: the guidance weight w, or the labeled target budget (README: The evaluation protocol, sweeps).
 
 Both sweeps reuse the protocol of `evaluation.utility` (the same classifier, seeds, validation and test
 patients) on the arm "target real + a method's samples", and report the seed mean of macro-F1 with its

@@ -1,4 +1,4 @@
-"""Downstream utility (DESIGN §7): one fixed classifier trained per arm, tested on held-out real target patients.
+"""Downstream utility (README: The evaluation protocol): one fixed classifier trained per arm, tested on held-out real target patients.
 
 Arms differ only in their training windows: target real; target real + synthetic from
 each method; synthetic only (train-synthetic-test-real); source real + target real;
@@ -143,7 +143,7 @@ def build_arms(
     source: Cohort, target: Cohort, synthetic: Mapping[str, tuple[np.ndarray, Sequence[str]]],
     prepare: Callable[[np.ndarray], ClassifierInputs],
 ) -> list[Arm]:
-    """The arms of DESIGN §7 from the source and target train splits and synthetic windows per method.
+    """The arms of README: The evaluation protocol from the source and target train splits and synthetic windows per method.
 
     synthetic: method → (windows [N, leads, T] in mV, class name per window), e.g. read from
     samples/<method>. Labels are mapped to the target's class indices by name; every part's

@@ -1,7 +1,7 @@
 """The project's downstream classifier of ECG windows and its class-balanced training loop.
 
 One architecture serves every place the project needs a classifier of real windows: the
-downstream utility protocol (DESIGN §7), the conditional-generation check of the source model
+downstream utility protocol (README: The evaluation protocol), the conditional-generation check of the source model
 and the frozen feature encoder of the fidelity statistics. Its input is prepared outside the
 network (`evaluation.classifier_inputs`): for beat windows, the anchor beat, its neighbours'
 median beat and their difference, plus RR features of the rhythm around the anchor; for record

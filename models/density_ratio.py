@@ -3,10 +3,10 @@
 A classifier c(x, y) = P(target | x, y) trained with binary cross-entropy on source vs target windows
 is, at its optimum, c/(1 − c) = (n_t q(x, y)) / (n_s p(x, y)) for pools of n_s source and n_t target
 windows drawn in proportion, so r = exp(logit) · n_s/n_t; batches balanced between the domains drop
-the factor (TGDP §3, DESIGN §6.1). The classifier sees the label, so r is the joint ratio of (x, y);
+the factor (TGDP §3, README: TGDP, exactly, step 1). The classifier sees the label, so r is the joint ratio of (x, y);
 the label-prior part is constant in x and leaves ∇ log h unchanged. The time-dependent classifier
 c'(x_t, y, t) of the cycle regularizer is the same network with a time embedding, trained on noised
-windows (DESIGN §6.3).
+windows (README: TGDP, exactly, step 3).
 
 `ConditionedNet` is the one backbone of the domain classifiers and of the guidance network: a small
 conv net for windows [B, leads, T] or an MLP for vectors [B, D] (or [B, 1, D]), conditioned on the label

@@ -1,6 +1,6 @@
 """Closed forms for equal-weight Gaussian mixtures with covariance c·I: TGDP's correctness check.
 
-TGDP's simulation (Ouyang et al. 2024, Gaussian-mixture experiment; DESIGN §6) puts the source modes
+TGDP's simulation (Ouyang et al. 2024, Gaussian-mixture experiment; README: TGDP, exactly) puts the source modes
 at ±(0.5, 0.5) and the target modes at ±(0.5, −0.5), covariance 0.1·I. Under the forward kernel x_t = α_t x_0 + σ_t ε a
 mixture stays a mixture: means α_t μ_k, covariance (α_t² c + σ_t²) I. So the exact source ε, the
 density ratio r = q/p and TGDP's guidance h(x_t, t) = E_p[r(x_0) | x_t] = q_t(x_t)/p_t(x_t) are all
@@ -84,7 +84,7 @@ def density_ratio(source: GaussianMixture, target: GaussianMixture, x0: Tensor) 
 
 
 def log_h(source: GaussianMixture, target: GaussianMixture, x: Tensor, t: Tensor, schedule: NoiseSchedule) -> Tensor:
-    """log h(x_t, t) = log q_t(x_t) − log p_t(x_t) [B, ...], exact: E_p[q/p(x_0) | x_t] = q_t/p_t (DESIGN §6)."""
+    """log h(x_t, t) = log q_t(x_t) − log p_t(x_t) [B, ...], exact: E_p[q/p(x_0) | x_t] = q_t/p_t (README: TGDP, exactly)."""
     return target.log_prob_t(x, t, schedule) - source.log_prob_t(x, t, schedule)
 
 

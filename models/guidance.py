@@ -1,7 +1,7 @@
 """TGDP's guidance h(x_t, y, t) = q_t/p_t and the guided denoiser built on it.
 
 With r = q/p, q_t(x_t | y) = p_t(x_t | y) · h(x_t, y, t), so ∇ log q_t = ∇ log p_t + ∇ log h (TGDP §3,
-DESIGN §6). Since ε = −σ_t ∇ log p_t (Song et al. 2021), the target's ε-prediction is
+README: TGDP, exactly). Since ε = −σ_t ∇ log p_t (Song et al. 2021), the target's ε-prediction is
 
     ε̃(x_t, y, t) = ε_θ(x_t, y, t) − w · f(t) · σ_t · ∇_x log h(x_t, y, t),   w = 1 in theory,
 

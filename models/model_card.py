@@ -1,6 +1,6 @@
 """The model card every diffusion checkpoint carries: what it generates and what built it.
 
-A checkpoint must sample on its own (DESIGN §3; nanoGPT's checkpoints carry their config, diffusers'
+A checkpoint must sample on its own (README: Stages and artifacts; nanoGPT's checkpoints carry their config, diffusers'
 `register_to_config` saves every constructor argument), so the card holds the network's and the
 schedule's full configuration, the data description (classes, leads, rate, window, anchor,
 normalization), and for a transferred model the transfer method and the target it was moved to.

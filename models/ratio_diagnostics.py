@@ -6,7 +6,7 @@ information about q/p; the weights r = q/p on source windows then concentrate on
 the effective sample size shows (Kish 1965: ESS = (Σ r)² / Σ r²). Per band of diffusion time t the
 held-out log-loss, AUROC and expected calibration error (ECE, Naeini et al. 2015) of the time-dependent
 classifier c'(x_t, y, t) show where the noised domains overlap; below the t where c' becomes
-near-perfect, TGDP's guidance is switched off (`choose_t_min`, DESIGN §6 "Estimating h").
+near-perfect, TGDP's guidance is switched off (`choose_t_min`, README: TGDP, exactly, "Estimating h").
 """
 from __future__ import annotations
 

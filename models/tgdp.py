@@ -1,6 +1,6 @@
 """Training TGDP's guidance network: the regression on r, the cycle and consistency regularizers, the loop.
 
-Loss terms (TGDP §3; DESIGN §6.2–6.4), with x_t = α_t x_0 + σ_t ε, t uniform on 0..T−1, ε ~ N(0, I):
+Loss terms (TGDP §3; README: TGDP, exactly, steps 2–4), with x_t = α_t x_0 + σ_t ε, t uniform on 0..T−1, ε ~ N(0, I):
 
     guidance     E_{x_0,y ~ source} ‖h_ψ(x_t, y, t) − r(x_0, y)‖²        (regress r, as E[log r] ≠ log E[r])
     cycle        E_{x'_0,y ~ target} ‖h_ψ(x'_t, y, t) − c'/(1 − c')(x'_t, y, t) · prior‖²
@@ -77,7 +77,7 @@ def cycle_loss(net: GuidanceNet, time_classifier: DomainClassifier, schedule: No
 
 def consistency_loss(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: NoiseSchedule, x0: Tensor, y: Tensor,
                      t: Tensor, eps: Tensor) -> Tensor:
-    """Per-element mean of (ε_θ(x'_t) − σ_t ∇_x log h(x'_t) − ε)² on target windows x0 [B, ...] (DESIGN §6.4).
+    """Per-element mean of (ε_θ(x'_t) − σ_t ∇_x log h(x'_t) − ε)² on target windows x0 [B, ...] (README: TGDP, exactly, step 4).
 
     The guided ε of `models.guidance` at w = 1 must denoise target data. ε_θ does not depend on ψ, so it is
     evaluated without a graph; ∇ log h is built with create_graph=True so the loss reaches ψ.

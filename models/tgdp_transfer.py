@@ -2,7 +2,7 @@
 
 The frozen source denoiser ε_θ is never changed; the result is a log h function that
 `models.guidance.guided_denoiser_from_log_h` turns into the target denoiser
-ε̃ = ε_θ − w f(t) σ_t ∇ log h (TGDP, Ouyang et al. NeurIPS 2024; DESIGN §6). Two estimators:
+ε̃ = ε_θ − w f(t) σ_t ∇ log h (TGDP, Ouyang et al. NeurIPS 2024; README: TGDP, exactly). Two estimators:
 
 - "time_classifier": the time-dependent domain classifier c'(x_t, y, t), trained with BCE on balanced
   batches of noised source and target windows and early stopped on held-out log-loss, is the guidance:
@@ -51,6 +51,7 @@ from ecg_tgdp.models.ratio_diagnostics import (
 )
 from ecg_tgdp.models.samplers import DenoiserFn
 from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.seeding import seeded
 from ecg_tgdp.models.settings import TGDPSettings
 from ecg_tgdp.models.tgdp import consistency_loss, train_guidance
 
@@ -91,7 +92,8 @@ def fit_tgdp(
     log: list[dict] = []
     timed = replace(net, time_conditioned=True)
     time_log: list[dict] = []
-    time_classifier = train_domain_classifier(DomainClassifier(timed), source_x, source_y, target_x, target_y,
+    time_classifier = train_domain_classifier(seeded(lambda: DomainClassifier(timed), settings.time_domain.seed),
+                                              source_x, source_y, target_x, target_y,
                                               settings.time_domain, schedule=schedule, held_out=held_out,
                                               log=time_log, device=device)
     log += [{"phase": "time_classifier", **row} for row in time_log]
@@ -144,7 +146,7 @@ def choose_t_min_from(diagnostics: dict, settings: TGDPSettings) -> int:
 def refine_with_consistency(classifier: DomainClassifier, eps_fn: DenoiserFn, schedule: NoiseSchedule,
                             source: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor], settings: TGDPSettings,
                             device) -> list[dict]:
-    """Continue training c' on BCE + η₂ · consistency(ε_θ − σ_t ∇ logit c', target windows) (DESIGN §6.4) for
+    """Continue training c' on BCE + η₂ · consistency(ε_θ − σ_t ∇ logit c', target windows) (README: TGDP, exactly, step 4) for
     `refine_steps` steps at the classifier's final learning rate; the BCE term keeps logit c' a log ratio."""
     training = settings.time_domain
     eta = settings.guidance.eta_consistency or 1.0
@@ -189,7 +191,7 @@ def _fit_regression(eps_fn: DenoiserFn, schedule: NoiseSchedule, source: tuple[T
     r, clipped = clip_ratios(log_r.exp(), settings.guidance.r_min, settings.guidance.r_max)
     if settings.ratio_normalization == "self_normalize":
         r = self_normalize(r)
-    guidance_net = GuidanceNet(replace(net, time_conditioned=True))
+    guidance_net = seeded(lambda: GuidanceNet(replace(net, time_conditioned=True)), settings.guidance.seed)
     uses_target = settings.guidance.eta_cycle > 0 or settings.guidance.eta_consistency > 0
     result = train_guidance(
         guidance_net, eps_fn, schedule, source_x, source_y, r, settings.guidance,
@@ -224,8 +226,9 @@ def cross_fitted_log_ratios(source: tuple[Tensor, Tensor], target: tuple[Tensor,
         fit_s, fit_t = source_fold != fold, target_fold != fold
         if not fit_t.any():  # a single target window: both folds share it
             fit_t = torch.ones_like(fit_t)
-        classifier = train_domain_classifier(DomainClassifier(net), source_x[fit_s], source_y[fit_s], target_x[fit_t],
-                                             target_y[fit_t], replace(training, seed=training.seed + fold),
+        fold_training = replace(training, seed=training.seed + fold)
+        classifier = train_domain_classifier(seeded(lambda: DomainClassifier(net), fold_training.seed), source_x[fit_s],
+                                             source_y[fit_s], target_x[fit_t], target_y[fit_t], fold_training,
                                              held_out=held_out, device=device)
         classifiers.append(classifier)
         log_r[source_fold == fold] = domain_logits(classifier, source_x[source_fold == fold],

@@ -217,8 +217,7 @@ def _transferred(run: RunDir, config: Config, options: AugmentOptions, source_fi
     settings = config.transfer.settings()
     key = {"method": method, "settings": settings.tgdp.fit_settings() if method == "tgdp" else asdict(settings),
            "seed": config.seed, "device": config.device, "max_val_windows": config.transfer.max_val_windows}
-    fingerprint = _settings_digest(key) + fingerprint_files([source_file, target_dir / "cohort.json",
-                                                             run.path / "cohorts" / "source" / "cohort.json"])
+    fingerprint = _settings_digest(key) + fingerprint_files([source_file, target_dir, run.path / "cohorts" / "source"])
     if run.is_current(f"augment.transfer.{method}", fingerprint, transfer_outputs(out_dir, method)):
         print(f"transfer {method}: up to date ({out_dir / 'model.pt'})")
         return out_dir / "model.pt"
@@ -248,8 +247,7 @@ def _synthetic_samples(run: RunDir, config: Config, model_file: Path, plan: dict
     settings = {"plan": plan, "steps": options.sampling_steps, "seed": options.seed,
                 "transfer_scale": config.transfer.settings().transfer_scale(options.method),
                 "screen": {"by": "class", "spread": SCREEN_SPREAD}}
-    fingerprint = _settings_digest(settings) + fingerprint_files([model_file, run.path / "cohorts" / "target" /
-                                                                  "cohort.json"])
+    fingerprint = _settings_digest(settings) + fingerprint_files([model_file, run.path / "cohorts" / "target"])
     if run.is_current("augment.samples", fingerprint, cohort_files(folder)):
         print(f"augment: synthetic windows up to date ({folder})")
         return read_cohort(folder, mmap=False)

@@ -1,4 +1,4 @@
-"""`ecg-tgdp`: one console script, one subcommand per stage, one TOML config (DESIGN §1).
+"""`ecg-tgdp`: one console script, one subcommand per stage, one TOML config (README: Architecture).
 
 Building the parser imports only the config models (pydantic), so `ecg-tgdp --help` answers at once
 (benchmarks/cli_startup.py); each handler imports the stages it runs. User errors, argparse's included,

@@ -2,38 +2,54 @@
 from __future__ import annotations
 
 from collections import Counter
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from ecg_tgdp.data.arrays import read_array_windows
-from ecg_tgdp.data.ingest import ReadResult, assemble, list_wfdb_records, read_records, record_name
+from ecg_tgdp.data.arrays import blank_cells, line_numbers, read_array_windows
+from ecg_tgdp.data.ingest import (
+    ReadResult,
+    assemble,
+    few_names,
+    list_wfdb_records,
+    read_records,
+    record_name,
+    unmatched_entries,
+)
 from ecg_tgdp.data.labels import symbol_map
-from ecg_tgdp.data.ptbxl import ptbxl_index, ptbxl_label, read_ptbxl_windows
-from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.ptbxl import FilterError, ptbxl_index, ptbxl_label, read_ptbxl_windows
+from ecg_tgdp.data.records import RecordError, counts_text
 from ecg_tgdp.data.wfdb_beats import read_beat_windows
 from ecg_tgdp.pipeline.config import CohortConfig, Config, ConfigError
 
 
 def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc: str) -> ReadResult:
-    """Read every record of a cohort with the reader its format needs."""
+    """Read every record of a cohort with the reader its format needs.
+
+    `records`, `exclude_records` and `patients` entries that name no record of the cohort (`802.hea` for `802`, a
+    patient mapping for a record that is not there) are named in a warning; for arrays they name its patients."""
     geometry = {"fs_hz": config.windows.fs_hz, "window_s": config.windows.window_s, "band_hz": config.windows.band_hz}
     classes = config.windows.classes
     if cohort.format == "arrays":
-        parts = read_array_windows(folder, fs_in_hz=cohort.fs_in_hz, leads=cohort.leads,
-                                   anchor_s=config.windows.beat_anchor_s(), **geometry)
-        return ReadResult(parts=[part for part in parts if _keep_classes(folder, part, classes)])
+        return _read_arrays(config, cohort, folder, geometry)
     if cohort.format == "ptbxl":
-        index = ptbxl_index(folder, rate_hz=cohort.rate_hz, filters=cohort.filters)
-        return _read_labeled_records(config, cohort, index, geometry, desc)
+        try:
+            index = ptbxl_index(folder, rate_hz=cohort.rate_hz, filters=cohort.filters)
+        except FilterError as error:
+            raise ConfigError(str(error)) from None
+        return _read_labeled_records(config, cohort, index, geometry, desc, where=folder / "ptbxl_database.csv")
     if cohort.labels_csv:
-        table, notes = _labels_table(folder, cohort)
-        result = _read_labeled_records(config, cohort, table, geometry, desc)
+        table, notes, csv = _labels_table(folder, cohort)
+        result = _read_labeled_records(config, cohort, table, geometry, desc, where=csv)
         result.notes[:0] = notes
         return result
-    names = {path: record_name(folder, path) for path in list_wfdb_records(folder, cohort.records, cohort.exclude_records)}
+    listed = {path: record_name(folder, path) for path in list_wfdb_records(folder, cohort.records)}
+    notes = unmatched_entries(str(folder), list(listed.values()), exclude=cohort.exclude_records,
+                              patients=cohort.patients)
+    names = {path: name for path, name in listed.items() if name not in set(cohort.exclude_records)}
     tasks = [
         (
             name,
@@ -46,7 +62,31 @@ def read_cohort_records(config: Config, cohort: CohortConfig, folder: Path, desc
         )
         for path, name in names.items()
     ]
-    return read_records(tasks, workers=config.workers, desc=desc)
+    result = read_records(tasks, workers=config.workers, desc=desc)
+    result.notes[:0] = notes
+    return result
+
+
+def _read_arrays(config: Config, cohort: CohortConfig, path: Path, geometry: dict) -> ReadResult:
+    """A user's NPZ/CSV, one part per patient (its `records`); a patient left without a window is skipped by name,
+    what it dropped still counted."""
+    parts = read_array_windows(path, fs_in_hz=cohort.fs_in_hz, leads=cohort.leads,
+                               anchor_s=config.windows.beat_anchor_s(), **geometry)
+    result = ReadResult(parts=[], notes=unmatched_entries(str(path), [part.record for part in parts],
+                                                          records=cohort.records, exclude=cohort.exclude_records,
+                                                          patients=cohort.patients))
+    for part in parts:
+        if part.record in cohort.exclude_records or (cohort.records is not None and part.record not in cohort.records):
+            continue
+        part = replace(part, patient=cohort.patients.get(part.record, part.patient))
+        if len(part.labels):
+            _check_classes(path, part, config.windows.classes)
+            result.parts.append(part)
+            continue
+        result.skipped[part.record] = f"{path} (patient {part.record}): no usable window ({counts_text(part.dropped)})"
+        result.dropped_in_skipped.update(part.dropped)
+        result.notes.extend(part.warnings)
+    return result
 
 
 def anchor_of(config: Config, cohort: CohortConfig) -> float | None:
@@ -83,16 +123,20 @@ def _why_empty(result: ReadResult) -> str:
     return f" ({'; '.join(reasons)})" if reasons else ""
 
 
-def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFrame, geometry: dict, desc: str) -> ReadResult:
-    """Records with one label each (PTB-XL superclasses, or a user's labels CSV), cut into crops."""
+def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFrame, geometry: dict, desc: str,
+                          where: Path) -> ReadResult:
+    """Records with one label each (PTB-XL superclasses, or a user's labels CSV, `where`), cut into crops. The
+    cohort's `patients` mapping overrides the table's patient of the records it names."""
     classes = config.windows.classes
     dropped: Counter = Counter()
     outside: dict[str, list[str]] = {}  # label not among classes → its records
     tasks = []
+    notes = unmatched_entries(str(where), index["record"].astype(str).tolist(), records=cohort.records,
+                              exclude=cohort.exclude_records, patients=cohort.patients)
     extra_columns = [c for c in index.columns if c not in ("record", "patient", "path", "superclasses", "label")]
     for row in index.itertuples(index=False):
         row = row._asdict()
-        if row["record"] in cohort.exclude_records or (cohort.records and row["record"] not in cohort.records):
+        if row["record"] in cohort.exclude_records or (cohort.records is not None and row["record"] not in cohort.records):
             continue
         label = row["label"] if "label" in row else ptbxl_label(row["superclasses"], classes)
         if "label" in row and label not in classes:
@@ -106,57 +150,77 @@ def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFr
         columns = {name: row[name] for name in extra_columns}
         tasks.append(
             (row["record"], partial(read_ptbxl_windows, Path(row["path"]), cohort.leads, label=label,
-                                    patient=str(row["patient"]), columns=columns, record=str(row["record"]), **geometry))
+                                    patient=cohort.patients.get(row["record"], str(row["patient"])), columns=columns,
+                                    record=str(row["record"]), **geometry))
         )
-    listed = "; ".join(f"{label!r} ({len(records)} records: {_few(records)})" for label, records in sorted(outside.items()))
+    listed = "; ".join(f"{label!r} ({len(records)} records: {few_names(records)})" for label, records in sorted(outside.items()))
     if outside and not tasks:
         raise ConfigError(f"labels_csv {cohort.labels_csv}: no record has a label among windows.classes {classes}; "
                           f"its labels are {listed}")
     result = read_records(tasks, workers=config.workers, desc=desc)
     result.dropped_before_reading.update(dropped)
+    result.notes[:0] = notes
     if outside:
         result.notes.append(f"labels_csv {cohort.labels_csv}: records left out, their labels are not among windows.classes "
                             f"{classes}: {listed}")
     return result
 
 
-def _labels_table(folder: Path, cohort: CohortConfig) -> tuple[pd.DataFrame, list[str]]:
-    """A user's record-level labels: CSV with columns record, label and optionally patient; and what was wrong with
-    its rows. A record listed twice with one label is read once; with two labels it is left out, by name."""
+def _labels_table(folder: Path, cohort: CohortConfig) -> tuple[pd.DataFrame, list[str], Path]:
+    """A user's record-level labels: CSV with columns record, label and optionally patient; what was wrong with its
+    rows; and the CSV's path. A record listed twice with one label is read once; with two labels it is left out,
+    by name. A blank record or label cell is an error naming its lines. A blank patient cell is one too, unless the
+    whole column is blank: a record without its patient could land in another split than that patient's other
+    records, so only a column with no patient at all is read as one patient per record (with a warning)."""
     csv = Path(cohort.labels_csv)
     csv = csv if csv.is_absolute() else folder / csv
     if not csv.is_file():
         raise ConfigError(f"labels_csv: {csv} not found")
-    table = pd.read_csv(csv, dtype=str)
+    table = _read_labels_csv(csv)
     missing = {"record", "label"} - set(table.columns)
     if missing:
         raise ConfigError(f"{csv}: missing columns {sorted(missing)} (need record, label[, patient])")
-    if table["record"].isna().any() or table["label"].isna().any():
-        raise ConfigError(f"{csv}: {int(table[['record', 'label']].isna().any(axis=1).sum())} rows lack a record or label")
+    notes = []
+    if "patient" in table.columns and blank_cells(table["patient"]).all():
+        notes.append(f"{csv}: the patient column is blank, so each record is its own patient")
+        table = table.drop(columns="patient")
+    for column in ("record", "label", "patient"):
+        if column in table.columns:
+            blank = blank_cells(table[column])
+            if blank.any():
+                raise ConfigError(f"{csv}: column {column!r} is blank on {line_numbers(table.index[blank], 2)}")
+            table[column] = table[column].str.strip()
     if "patient" not in table.columns:
         table["patient"] = table["record"]
-    notes = []
     labels_per_record = table.groupby("record")["label"].nunique()
     conflicting = sorted(labels_per_record.index[labels_per_record > 1])
     if conflicting:
-        notes.append(f"{csv}: records listed with more than one label are left out: {_few(conflicting)}")
+        notes.append(f"{csv}: records listed with more than one label are left out: {few_names(conflicting)}")
         table = table[~table["record"].isin(conflicting)]
     repeated = sorted(table.loc[table["record"].duplicated(), "record"].unique())
     if repeated:
-        notes.append(f"{csv}: records listed more than once (same label), read once: {_few(repeated)}")
+        notes.append(f"{csv}: records listed more than once (same label), read once: {few_names(repeated)}")
         table = table.drop_duplicates("record")
     table = table.assign(path=[folder / record for record in table["record"]])
-    return table, notes
+    return table, notes, csv
 
 
-def _few(names: list[str], shown: int = 5) -> str:
-    """Names for a message: the first `shown`, then how many more."""
-    more = f" and {len(names) - shown} more" if len(names) > shown else ""
-    return ", ".join(names[:shown]) + more
+def _read_labels_csv(csv: Path) -> pd.DataFrame:
+    """The labels CSV as text, blank lines dropped but counted (the index + 2 is a row's line in the file)."""
+    try:
+        table = pd.read_csv(csv, dtype=str, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise ConfigError(f"{csv}: the file is empty; expected a header record,label[,patient] and one row per "
+                          "record") from None
+    except (pd.errors.ParserError, UnicodeDecodeError) as error:
+        raise ConfigError(f"{csv}: does not parse as CSV ({str(error).strip().splitlines()[0]})") from None
+    table = table.dropna(how="all")
+    if table.empty:
+        raise ConfigError(f"{csv}: a header and no rows; expected one row per record (record, label[, patient])")
+    return table
 
 
-def _keep_classes(path: Path, part, classes: list[str]) -> bool:
+def _check_classes(path: Path, part, classes: list[str]) -> None:
     unknown = sorted(str(label) for label in set(part.labels) - set(classes))
     if unknown:
         raise ConfigError(f"{path} (patient {part.patient}): labels {unknown} are not among windows.classes {classes}")
-    return len(part.labels) > 0

@@ -28,8 +28,8 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
     started = time.time()
     out_dir = run.path / "models" / "source"
     checkpoint = out_dir / "model.pt"
-    cohort_file = run.path / "cohorts" / "source" / "cohort.json"
-    fingerprint = config.section_hash("seed", "device", "source_model", "windows") + fingerprint_files([cohort_file])
+    fingerprint = config.section_hash("seed", "device", "source_model", "windows") + fingerprint_files(
+        [run.path / "cohorts" / "source"])
     if not force and on_main_rank(run.is_current, "train-source", fingerprint, [checkpoint]):
         print(f"train-source: up to date ({checkpoint})")
         return checkpoint

@@ -24,7 +24,6 @@ from ecg_tgdp.pipeline.runtime import resolve_device
 from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
 
 SUMMARY_METRICS = ("macro_f1", "balanced_accuracy", "macro_auroc")
-REPORT_FILES = ("report.html", "metrics.json", "utility.csv", "fidelity.csv", "privacy.csv")
 
 
 def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None = None, force: bool = False) -> Path:
@@ -38,7 +37,7 @@ def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None =
     sample_dirs = sample_dirs or [run.path / "samples" / method for method in config.transfer.methods]
     report = run.path / "report"
     fingerprint = _fingerprint(config, cohort_dirs + sample_dirs + list(sweep_dirs.values()))
-    if not force and run.is_current("evaluate", fingerprint, [report / name for name in REPORT_FILES]):
+    if not force and run.is_current("evaluate", fingerprint, [report]):
         print(f"evaluate: up to date ({report / 'report.html'})")
         _print_summary(pd.read_csv(report / "utility.csv"))
         return report / "report.html"
@@ -56,8 +55,7 @@ def evaluate_stage(config: Config, run: RunDir, sample_dirs: list[Path] | None =
     except ValueError as error:
         raise ConfigError(str(error)) from None
     write_report(report, title=f"ecg-tgdp evaluation: {config.name}", **evaluation)
-    run.record_stage("evaluate", fingerprint=fingerprint, started=started,
-                     outputs=[report / name for name in REPORT_FILES])
+    run.record_stage("evaluate", fingerprint=fingerprint, started=started, outputs=[report])
     _print_summary(evaluation["tables"]["utility"])
     print(f"evaluate: report → {report / 'report.html'} ({time.time() - started:.0f} s)")
     return report / "report.html"

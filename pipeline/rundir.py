@@ -17,7 +17,7 @@ PACKAGES = ("ecg-tgdp", "numpy", "scipy", "pandas", "wfdb", "torch")
 
 @dataclass
 class RunDir:
-    """`runs/<name>/`: resolved config, manifest, cohorts, models, samples, report (DESIGN §3)."""
+    """`runs/<name>/`: resolved config, manifest, cohorts, models, samples, report (README: Stages and artifacts)."""
 
     path: Path
 
@@ -42,16 +42,21 @@ class RunDir:
         """True when the stage last finished with the same fingerprint and its outputs are still what it wrote.
 
         The manifest entry is the stage's completion marker, written after its outputs with their content
-        hashes; an output rewritten since (by an interrupted run of other settings) no longer matches, so a
-        half-finished rerun is never taken for the finished one.
+        hashes; an output rewritten since (by an interrupted run of other settings, or damaged by hand) no
+        longer matches, so a half-finished or damaged output is never taken for the finished one. When the
+        inputs and settings are unchanged but an output is not what the stage wrote, a line says so.
         """
         entry = self.manifest()["stages"].get(stage)
-        if not entry or entry.get("fingerprint") != fingerprint or not all(Path(p).exists() for p in outputs):
+        if not entry or entry.get("fingerprint") != fingerprint:
             return False
-        written = entry.get("output_hashes")
-        if written is None:
-            return False  # recorded before outputs were hashed: redo once
-        return all(fingerprint_files([self.path / name]) == digest for name, digest in written.items())
+        written = entry.get("output_hashes") or {}  # none: recorded before outputs were hashed, redo once
+        expected = {Path(p).relative_to(self.path).as_posix() for p in outputs}
+        damaged = sorted(name for name in expected if name not in written or not (self.path / name).exists()
+                         or fingerprint_files([self.path / name]) != written[name])
+        if damaged:
+            print(f"{stage}: redoing it, {', '.join(damaged)} "
+                  f"{'is' if len(damaged) == 1 else 'are'} missing or not what it wrote")
+        return not damaged
 
     def begin_stage(self, stage: str) -> None:
         """Remove the stage's completion marker before it writes anything: until `record_stage` writes it again,

@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from ecg_tgdp.models.schedule import NoiseSchedule
+from ecg_tgdp.models.seeding import seeded
 from ecg_tgdp.models.unet import UNet1D, UNetConfig
 from ecg_tgdp.pipeline.config import ConfigError
 from ecg_tgdp.pipeline.distributed import rank_device
@@ -25,9 +26,7 @@ def resolve_device(name: str) -> torch.device:
 def seeded_unet(unet: UNetConfig, schedule: NoiseSchedule, seed: int) -> UNet1D:
     """A U-Net whose initial weights come from `seed`, not from whatever state the global generator is in (a fresh
     process seeds it at random); the global generator is left as it was."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return UNet1D(unet, schedule)
+    return seeded(lambda: UNet1D(unet, schedule), seed)
 
 
 def prepare_out_dir(out_dir: Path, fingerprint: str, force: bool) -> None:

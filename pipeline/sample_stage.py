@@ -1,7 +1,7 @@
 """The `sample` stage: the same synthetic budget from every transfer method, written as cohorts.
 
 samples/<method>/ holds `evaluation.samples_per_class` windows of each class in mV, in the
-cohort layout (DESIGN §3), so the evaluation reads real and synthetic windows alike.
+cohort layout (README: Stages and artifacts), so the evaluation reads real and synthetic windows alike.
 """
 from __future__ import annotations
 
@@ -52,7 +52,8 @@ def _sample_method(config: Config, run: RunDir, method: str, force: bool, transf
     settings = config.evaluation
     transfer_scale = config.transfer.settings().transfer_scale(method) if transfer_scale is None else transfer_scale
     key = json.dumps({"seed": config.seed, "transfer_scale": transfer_scale, **settings.sampling()}, sort_keys=True)
-    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files([model_file])
+    fingerprint = hashlib.sha256(key.encode()).hexdigest()[:16] + fingerprint_files(
+        [model_file, run.path / "cohorts" / "target" / "cohort.json"])  # the target's lead names label the samples
     stage = f"sample.{name}"
     if not force and run.is_current(stage, fingerprint, cohort_files(out)):
         print(f"sample {name}: up to date ({out})")

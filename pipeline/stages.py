@@ -9,7 +9,7 @@ import numpy as np
 from ecg_tgdp.data import simulate
 from ecg_tgdp.data.ingest import class_counts, normalization_stats
 from ecg_tgdp.data.splits import labeled_budget, split_by_fold, split_patients
-from ecg_tgdp.data.store import write_cohort
+from ecg_tgdp.data.store import cohort_files, write_cohort
 from ecg_tgdp.pipeline.cohorts import anchor_of, read_cohort_windows
 from ecg_tgdp.pipeline.config import CohortConfig, Config, ConfigError, data_root_choices
 from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
@@ -32,13 +32,13 @@ def simulate_stage(config: Config, run: RunDir, force: bool = False) -> None:
         folder = cohort_folder(config, cohort, run)
         stage = f"simulate.{name}"
         fingerprint = config.section_hash("seed") + cohort.simulation.model_dump_json()
-        if not force and run.is_current(stage, fingerprint, [folder / "RECORDS"]):
+        if not force and run.is_current(stage, fingerprint, [folder]):
             print(f"simulate {name}: up to date ({folder})")
             continue
         spec = cohort.simulation.spec()
         run.begin_stage(stage)
         records = simulate.simulate_database(folder, spec, seed=config.seed * 1000 + index)
-        run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[folder / "RECORDS"], records=len(records))
+        run.record_stage(stage, fingerprint=fingerprint, started=started, outputs=[folder], records=len(records))
         print(f"simulate {name}: {len(records)} records at {spec.fs_hz:g} Hz → {folder}")
 
 
@@ -49,8 +49,9 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
     for name, folder in folders.items():
         if not folder.exists():
             raise ConfigError(f"{name}.database: {folder} not found; {data_root_choices()}")
-    outputs = [run.path / "cohorts" / name / "cohort.json" for name in folders]
-    fingerprint = config.section_hash("seed", "windows", "source", "target") + fingerprint_files(list(folders.values()))
+    outputs = [file for name in folders for file in cohort_files(run.path / "cohorts" / name)]
+    fingerprint = config.section_hash("seed", "windows", "source", "target") + fingerprint_files(
+        list(folders.values()) + _outside_inputs(config, folders))
     if not force and run.is_current("ingest", fingerprint, outputs):
         print("ingest: up to date")
         return
@@ -93,6 +94,18 @@ def ingest_stage(config: Config, run: RunDir, force: bool = False) -> None:
         details[name] = {k: info[k] for k in ("counts", "records_used", "records_skipped", "windows_dropped")}
         _print_counts(name, info)
     run.record_stage("ingest", fingerprint=fingerprint, started=started, outputs=outputs, cohorts=details)
+
+
+def _outside_inputs(config: Config, folders: dict[str, Path]) -> list[Path]:
+    """Files ingest reads beyond the database folders: a labels CSV given by a path outside its folder."""
+    files = []
+    for name, cohort in config.cohorts().items():
+        if cohort.labels_csv:
+            csv = Path(cohort.labels_csv)
+            csv = csv if csv.is_absolute() else folders[name] / csv
+            if csv.is_file() and not csv.resolve().is_relative_to(folders[name].resolve()):
+                files.append(csv)
+    return files
 
 
 def _assign_splits(config: Config, cohort: CohortConfig, meta) -> np.ndarray:

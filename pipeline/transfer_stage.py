@@ -89,8 +89,8 @@ def method_fingerprint(config: Config, run: RunDir, method: str) -> str:
     key = {"method": method, "settings": settings, "device": config.device,
            **({"seed": config.seed, "max_val_windows": config.transfer.max_val_windows} if uses_data else {})}
     inputs = [run.path / "models" / "source" / "model.pt"]
-    inputs += [run.path / "cohorts" / "target" / "cohort.json"] if uses_data else []
-    inputs += [run.path / "cohorts" / "source" / "cohort.json"] if method == "tgdp" else []
+    inputs += [run.path / "cohorts" / "target"] if uses_data else []
+    inputs += [run.path / "cohorts" / "source"] if method == "tgdp" else []
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=asdict).encode()).hexdigest()[:16]
     return digest + fingerprint_files(inputs)
 

@@ -90,18 +90,71 @@ def test_longer_windows_are_centre_cropped(tmp_path: Path) -> None:
         read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=5.0, band_hz=None)
 
 
-def test_nan_and_unlabeled_rows_are_skipped_and_counted(tmp_path: Path) -> None:
+def test_nan_rows_are_skipped_and_counted(tmp_path: Path) -> None:
     windows = _signals(5, 1, 100, 100.0)[:, 0]
     windows[1, 10] = np.nan
-    path = _write_csv(tmp_path / "nan.csv", windows, ["N", "V", "N", "", "V"], ["a", "a", "b", "b", "c"])
+    windows[3, 20:40] = np.nan  # blank sample cells read as NaN
+    path = _write_csv(tmp_path / "nan.csv", windows, ["N", "V", "N", "S", "V"], ["a", "a", "b", "b", "c"])
     a, b, c = read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=(0.5, 40.0))
     assert a.sample_index.tolist() == [0] and a.dropped == {"nan_or_flat": 1}
-    assert b.sample_index.tolist() == [2] and b.dropped == {"no_label": 1}
+    assert b.sample_index.tolist() == [2] and b.dropped == {"nan_or_flat": 1}
     assert c.labels.tolist() == ["V"] and not c.dropped
 
     all_nan = _write_csv(tmp_path / "all_nan.csv", np.full((2, 100), np.nan), ["N", "V"], None)
     with pytest.raises(RecordError, match="all_nan.csv"):
         read_array_windows(all_nan, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=None)
+
+
+def test_an_npz_row_labeled_empty_is_dropped_and_counted(tmp_path: Path) -> None:
+    path = tmp_path / "unlabeled.npz"
+    np.savez(path, windows=_signals(3, 1, 100, 100.0), labels=np.array(["N", "", "V"]), patients=np.array(["a"] * 3))
+    (part,) = read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=None)
+    assert part.sample_index.tolist() == [0, 2] and part.dropped == {"no_label": 1}
+
+
+@pytest.mark.parametrize("column", ["label", "patient"])
+def test_blank_label_and_patient_cells_in_a_csv_are_errors_naming_their_lines(tmp_path: Path, column: str) -> None:
+    labels, patients = ["N", "V", "N", "S", "V"], ["a", "a", "b", "b", "c"]
+    {"label": labels, "patient": patients}[column][1] = "  "
+    {"label": labels, "patient": patients}[column][3] = ""
+    path = _write_csv(tmp_path / "blank.csv", _signals(5, 1, 100, 100.0)[:, 0], labels, patients)
+    text = path.read_text().splitlines()
+    path.write_text("# ecg-tgdp fs_hz=100\n" + "\n".join(text[:3] + [""] + text[3:]) + "\n")  # a described file, a blank line
+    # line 1 the description, 2 the header, rows 0-1 on lines 3-4, a blank line 5, rows 2-4 on lines 6-8
+    with pytest.raises(RecordError, match=rf"^{path}: column '{column}' is blank on lines 4, 7$"):
+        read_array_windows(path, fs_in_hz=None, fs_hz=100, window_s=1.0, band_hz=None)
+
+
+def test_a_blank_synthetic_cell_reads_as_false_with_a_warning(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path / "flags.csv", _signals(4, 1, 100, 100.0)[:, 0], ["N", "V", "N", "S"], ["a"] * 4)
+    table = pd.read_csv(path, dtype=str)
+    table.insert(2, "synthetic", ["1", "", "True", None])
+    table.to_csv(path, index=False)
+    (part,) = read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=None)
+    assert part.columns["synthetic"].tolist() == [True, False, True, False]
+    (warning,) = part.warnings
+    assert warning == f"{path}: 2 rows have a blank 'synthetic' cell; read as false (real windows)"
+
+
+def test_a_synthetic_column_of_other_words_is_an_error_naming_them(tmp_path: Path) -> None:
+    path = _write_csv(tmp_path / "words.csv", _signals(3, 1, 100, 100.0)[:, 0], ["N", "V", "N"], ["a"] * 3)
+    table = pd.read_csv(path, dtype=str)
+    table.insert(2, "synthetic", ["yes", "no", "false"])
+    table.to_csv(path, index=False)
+    with pytest.raises(RecordError, match=rf"^{path}: column 'synthetic' holds 'no', 'yes'; expected true/false or 1/0$"):
+        read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=None)
+
+
+@pytest.mark.parametrize(("content", "message"), [
+    ("label,patient,s0,s1\n", "a header and no rows; expected one window per row"),
+    ("label,patient,s0,s1\n\n\n", "a header and no rows; expected one window per row"),
+    ("", "the file is empty"),
+])
+def test_a_csv_without_rows_says_so(tmp_path: Path, content: str, message: str) -> None:
+    path = tmp_path / "empty.csv"
+    path.write_text(content)
+    with pytest.raises(RecordError, match=rf"^{path}: {message}"):
+        read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=0.02, band_hz=None)
 
 
 def test_without_patients_the_file_is_one_patient(tmp_path: Path) -> None:
@@ -146,3 +199,31 @@ def test_bad_npz(tmp_path: Path, arrays: dict[str, np.ndarray], message: str) ->
     np.savez(path, **arrays)
     with pytest.raises(RecordError, match=message):
         read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=None)
+
+
+GOOD = {"windows": np.sin(np.arange(200) / 5)[None, None].repeat(2, axis=0), "labels": np.array(["N", "V"])}
+
+
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"fs_hz": np.array([100.0, 100.0])}, r"fs_hz is float64 of shape \(2,\); expected one number \(a scalar\)"),
+        ({"fs_hz": np.array("100 Hz")}, r"fs_hz is <U6 of shape \(\); expected one number"),
+        ({"fs_hz": np.nan}, "fs_hz is nan; expected a finite number"),
+        ({"fs_hz": np.inf}, "fs_hz is inf; expected a finite number"),
+        ({"anchor_s": np.nan}, "anchor_s is nan; expected a finite number"),
+        ({"band_hz": np.array([0.5, np.inf])}, "band_hz is inf; expected a finite number"),
+        ({"leads": np.array(["I", "II", "V1"])}, r"leads names 3 leads \(I, II, V1\) but its windows \[N, leads, T\] = "
+                                                 r"\(2, 1, 200\) have 1"),
+        ({"windows": GOOD["windows"].transpose(0, 2, 1)}, r"windows have shape \(2, 200, 1\), fewer samples than leads; "
+                                                          r"expected \[N, leads, T\] \(channel-first: np\.moveaxis"),
+        ({"synthetic": np.array([0, 2])}, "synthetic holds 2; expected true/false or 1/0"),
+        ({"synthetic": np.array([True])}, r"synthetic have shape \(1,\); expected \[2\]"),
+    ],
+)
+def test_npz_metadata_that_cannot_be_right_is_one_line_naming_the_file(tmp_path: Path, arrays, message) -> None:
+    path = tmp_path / "meta.npz"
+    np.savez(path, **{**GOOD, **arrays})
+    with pytest.raises(RecordError, match=rf"^{path}: {message}") as raised:
+        read_array_windows(path, fs_in_hz=None if "fs_hz" in arrays else 100, fs_hz=100, window_s=1.0, band_hz=None)
+    assert "\n" not in str(raised.value)

@@ -241,3 +241,30 @@ def test_wfdb_records_at_another_rate_need_resample(tmp_path, source_model, caps
     target = _records(tmp_path / "mine", fs_hz=360.0, n_patients=1)
     assert _augment(tmp_path, source_model, target) == 1
     assert "recorded at 360 Hz" in capsys.readouterr().err
+
+
+def test_augment_and_the_transfer_stage_give_the_same_model_for_the_same_windows(tmp_path, source_model):
+    """One seam: augment fits its transfer with `fit_transfer`, as the transfer stage does, so a run directory
+    holding augment's own cohorts (the source model's samples, with their held-out share, and the user's windows)
+    transfers to the same model file."""
+    import shutil
+
+    from ecg_tgdp.models.checkpoint import load_checkpoint
+    from ecg_tgdp.pipeline.config import load_config
+    from ecg_tgdp.pipeline.rundir import RunDir
+    from ecg_tgdp.pipeline.transfer_stage import transfer_stage
+
+    target = _records(tmp_path / "mine", n_patients=4)
+    assert _augment(tmp_path, source_model, target) == 0
+    work = tmp_path / ".out.work"
+    config = load_config(work / "config.toml")
+    run = tmp_path / "stage"
+    shutil.copytree(work / "cohorts", run / "cohorts")
+    (run / "models" / "source").mkdir(parents=True)
+    shutil.copyfile(source_model, run / "models" / "source" / "model.pt")
+    transfer_stage(config, RunDir(run), ["tgdp"])
+    augmented, staged = (load_checkpoint(folder / "models" / "tgdp" / "model.pt") for folder in (work, run))
+    assert augmented["card"] == staged["card"] and augmented["ratio_diagnostics"] == staged["ratio_diagnostics"]
+    assert augmented["guidance"]["t_min"] == staged["guidance"]["t_min"]
+    for name, tensor in augmented["guidance"]["weights"].items():
+        assert torch.equal(tensor, staged["guidance"]["weights"][name]), name

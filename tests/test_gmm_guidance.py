@@ -1,4 +1,4 @@
-"""TGDP's correctness check with everything exact: the paper's 2-D Gaussian mixtures (DESIGN §6).
+"""TGDP's correctness check with everything exact: the paper's 2-D Gaussian mixtures (README: TGDP, exactly).
 
 Source modes ±(0.5, 0.5), target modes ±(0.5, −0.5), covariance 0.1·I. The exact source ε guided by the
 exact h = q_t/p_t through the unedited samplers must reproduce the target's share of points nearer a target

@@ -149,3 +149,104 @@ def test_ctrl_c_while_starting_up_ends_without_a_traceback():
     done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=120,
                           check=False)
     assert done.returncode == 130 and done.stderr.strip() == "ecg-tgdp: interrupted"
+
+
+def _summary(out: str, name: str) -> str:
+    (line,) = [line for line in out.splitlines() if line.startswith(f"ingest {name}:")]
+    return line
+
+
+def test_a_record_with_only_non_beat_annotations_is_skipped_with_its_reason(tmp_path, source_db, capsys):
+    target = _db(tmp_path / "tgt", ["t1", "t2", "t3"])
+    write_record(target, "t4", spiky_ecg(FS, 20, BEATS), FS, BEATS, ["+"] * 19 + ["~"])  # rhythm and noise marks only
+    assert _ingest(_config(tmp_path), tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    assert (f"skipped t4: {target / 't4'}.atr: no beat annotations of the chosen classes N, S, V "
+            "(it holds only non-beat annotations: '+'×19, '~'×1)") in out.splitlines()
+    assert "from 3 records" in _summary(out, "target") and "skipped records: 1;" in _summary(out, "target")
+    info = read_cohort(tmp_path / "run" / "cohorts" / "target").info
+    assert info["records_used"] == 3 and list(info["records_skipped"]) == ["t4"]
+
+
+def test_beats_annotated_twice_are_read_once_and_counted_in_the_summary(tmp_path, source_db, capsys):
+    target = _db(tmp_path / "tgt", ["t1", "t2", "t3"])
+    write_record(target, "t1", spiky_ecg(FS, 20, BEATS), FS, sorted(BEATS * 2), [s for s in SYMBOLS for _ in (0, 1)])
+    assert _ingest(_config(tmp_path), tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    assert "dropped windows: duplicate_annotation 20" in _summary(out, "target")
+    assert f"warning: {target / 't1'}.atr: 20 beat annotations repeat an earlier one at the same sample" in out
+    meta = read_cohort(tmp_path / "run" / "cohorts" / "target").meta
+    assert meta.groupby("record").size().to_dict() == {"t1": 20, "t2": 20, "t3": 20}
+    assert (meta["rr_prev_s"].dropna() > 0.9).all()
+
+
+@pytest.mark.parametrize(("setting", "warning"), [
+    ('exclude_records = ["t2.hea"]', "exclude_records t2.hea match no record of the cohort, they leave nothing out "
+                                     "(records are named like t1, t2, t3; record names have no extension)"),
+    ('patients = { t9 = "p1", t1 = "p1" }', "patients t9 match no record of the cohort, their patient is not used"),
+])
+def test_cohort_entries_that_match_no_record_are_named_in_a_warning(tmp_path, source_db, capsys, setting, warning):
+    target = _db(tmp_path / "tgt", ["t1", "t2", "t3"])
+    assert _ingest(_config(tmp_path, setting), tmp_path / "run") == 0
+    assert f"warning: {target}: {warning}" in capsys.readouterr().out
+    assert read_cohort(tmp_path / "run" / "cohorts" / "target").meta["record"].nunique() == 3  # nothing left out
+
+
+def _labels_db(tmp_path, rows: str, target_setting: str = ""):
+    """Source and target folders of 6 records each with labels CSVs; the target's CSV text is `rows`."""
+    _db(tmp_path / "src", ["s1", "s2", "s3"])
+    _db(tmp_path / "tgt", ["t1", "t2", "t3", "t4", "t5", "t6"])
+    pd.DataFrame({"record": ["s1", "s2", "s3"], "label": ["NORM", "MI", "NORM"]}).to_csv(tmp_path / "src" / "l.csv",
+                                                                                       index=False)
+    (tmp_path / "tgt" / "l.csv").write_text(rows)
+    return _config(tmp_path, f'labels_csv = "l.csv"\n{target_setting}', 'labels_csv = "l.csv"', 'classes = ["NORM", "MI"]')
+
+
+@pytest.mark.parametrize(("rows", "message"), [
+    ("record,label,patient\nt1,NORM,p1\nt2,MI,\nt3,NORM,p2\n\nt4,MI, \n", "column 'patient' is blank on lines 3, 6"),
+    ("record,label\nt1,NORM\nt2,\n", "column 'label' is blank on line 3"),
+    ("record,label\n,NORM\nt2,MI\n", "column 'record' is blank on line 2"),
+    ("record,label,patient\n", "a header and no rows; expected one row per record"),
+    ("", "the file is empty"),
+])
+def test_blank_cells_and_missing_rows_of_a_labels_csv_are_one_line_errors(tmp_path, capsys, rows, message):
+    assert _ingest(_labels_db(tmp_path, rows), tmp_path / "run") == 1
+    error = capsys.readouterr().err.strip()
+    assert error == f"ecg-tgdp: error: {tmp_path / 'tgt' / 'l.csv'}: {message}" or (
+        error.startswith(f"ecg-tgdp: error: {tmp_path / 'tgt' / 'l.csv'}: {message}") and len(error.splitlines()) == 1)
+
+
+def test_a_labels_csv_with_a_blank_patient_column_makes_each_record_its_patient(tmp_path, capsys):
+    rows = "record,label,patient\n" + "".join(f"t{k},{'NORM' if k % 2 else 'MI'},\n" for k in range(1, 7))
+    assert _ingest(_labels_db(tmp_path, rows), tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    assert f"warning: {tmp_path / 'tgt' / 'l.csv'}: the patient column is blank, so each record is its own patient" in out
+    meta = read_cohort(tmp_path / "run" / "cohorts" / "target").meta
+    assert sorted(meta["patient"].unique()) == [f"t{k}" for k in range(1, 7)]  # not one patient "nan"
+
+
+def test_labels_csv_entries_that_match_no_record_are_named_and_patients_applied(tmp_path, capsys):
+    rows = "record,label\n" + "".join(f"t{k},{'NORM' if k % 2 else 'MI'}\n" for k in range(1, 7))
+    config = _labels_db(tmp_path, rows, 'exclude_records = ["t7"]\npatients = { t1 = "p", t2 = "p", t8 = "q" }')
+    assert _ingest(config, tmp_path / "run") == 0
+    out = capsys.readouterr().out
+    csv = tmp_path / "tgt" / "l.csv"
+    assert f"warning: {csv}: exclude_records t7 match no record of the cohort" in out
+    assert f"warning: {csv}: patients t8 match no record of the cohort" in out
+    meta = read_cohort(tmp_path / "run" / "cohorts" / "target").meta
+    assert set(meta.loc[meta["record"].isin(["t1", "t2"]), "patient"]) == {"p"}
+
+
+def test_an_arrays_patient_without_a_usable_window_is_skipped_by_name(tmp_path, source_db, capsys):
+    rng = np.random.default_rng(0)
+    windows = np.sin(2 * np.pi * 1.3 * np.arange(100) / FS)[None, None] + 0.05 * rng.standard_normal((10, 1, 100))
+    windows[8:, 0, 5] = np.nan  # patient d: both windows touch NaN
+    path = tmp_path / "mine.npz"
+    np.savez(path, windows=windows, labels=np.array(list("NVSNVSNVNS")), patients=np.array(list("aaabbbccdd")),
+             fs_hz=FS)
+    overrides = ("target.format='arrays'", f"target.database='{path}'", "target.exclude_records=['e']")
+    assert _ingest(_config(tmp_path), tmp_path / "run", *overrides) == 0
+    out = capsys.readouterr().out
+    assert f"skipped d: {path} (patient d): no usable window (nan_or_flat 2)" in out.splitlines()
+    assert f"warning: {path}: exclude_records e match no record of the cohort" in out
+    assert "from 3 records" in _summary(out, "target") and "dropped windows: nan_or_flat 2" in _summary(out, "target")

@@ -307,3 +307,61 @@ def test_simulated_cohort_has_the_configured_shift(tiny_run):
     normal = lambda c: np.asarray(c.windows)[c.meta.label.to_numpy() == "N", 0]
     # hospital B's gain is 0.8 of hospital A's: its normal beats have a smaller peak-to-peak range
     assert np.ptp(normal(target), axis=1).mean() < np.ptp(normal(source), axis=1).mean()
+
+
+def _zeroed(path):
+    path.write_bytes(bytes(len(path.read_bytes())))
+
+
+def _edited(path):
+    path.write_text(path.read_text() + " ")
+
+
+DAMAGE = {  # stage command → (file damaged, how, the line that says the stage ran again)
+    "simulate": ("simulated/hospital_b/b000.dat", _zeroed, "simulate target: "),
+    "ingest windows": ("cohorts/source/windows.npy", _zeroed, "ingest source: "),
+    "ingest meta": ("cohorts/target/meta.parquet", lambda p: p.unlink(), "ingest target: "),
+    "ingest description": ("cohorts/target/cohort.json", _edited, "ingest target: "),
+    "train-source": ("models/source/model.pt", _zeroed, "train-source: "),
+    "transfer model": ("models/tgdp/model.pt", lambda p: p.unlink(), "transfer tgdp: →"),
+    "transfer diagnostics": ("models/tgdp/diagnostics.json", _edited, "transfer tgdp: →"),
+    "sample": ("samples/finetune/windows.npy", _zeroed, "sample finetune: 36 windows"),
+    "evaluate": ("report/utility.csv", lambda p: p.unlink(), "evaluate: report →"),
+}
+
+
+@pytest.mark.parametrize("case", list(DAMAGE), ids=list(DAMAGE))
+def test_a_damaged_output_is_redone_with_a_line_saying_why(own_run, capsys, case):
+    """Every stage re-verifies what it wrote before saying "up to date" (a zeroed windows.npy or a deleted
+    meta.parquet was once taken for a finished ingest)."""
+    run_dir, args = own_run
+    name, damage, redone = DAMAGE[case]
+    damage(run_dir / name)
+    capsys.readouterr()
+    assert run_cli(*args) == 0
+    out = capsys.readouterr().out
+    assert "redoing it" in out and redone in out, out
+
+
+def test_a_labels_csv_outside_the_database_folder_is_an_input_of_ingest(tmp_path, capsys):
+    from tests.conftest import spiky_ecg, write_record
+
+    fs = 128.0
+    for k in range(6):
+        write_record(tmp_path / "db", f"r{k}", spiky_ecg(fs, 30, [int(fs * (i + 0.5)) for i in range(30)], seed=k),
+                     fs, [64], ["N"])
+    labels = tmp_path / "elsewhere" / "labels.csv"
+    labels.parent.mkdir()
+    labels.write_text("record,label,patient\n" + "".join(f"r{k},{'NSV'[k % 3]},p{k}\n" for k in range(6)))
+    config = tmp_path / "c.toml"
+    config.write_text(f'name = "csv"\ndata_root = "{tmp_path}"\nworkers = 1\n[windows]\nwindow_s = 2.0\n'
+                      f'[source]\nformat = "wfdb"\ndatabase = "db"\nlabels_csv = "{labels}"\n'
+                      f'[target]\nformat = "wfdb"\ndatabase = "db"\nlabels_csv = "{labels}"\n')
+    assert run_cli("ingest", str(config), "--run-dir", str(tmp_path / "run")) == 0
+    assert run_cli("ingest", str(config), "--run-dir", str(tmp_path / "run")) == 0
+    assert "ingest: up to date" in capsys.readouterr().out
+    labels.write_text(labels.read_text().replace("r0,N", "r0,V"))
+    assert run_cli("ingest", str(config), "--run-dir", str(tmp_path / "run")) == 0
+    assert "ingest: up to date" not in capsys.readouterr().out
+    meta = read_cohort(tmp_path / "run" / "cohorts" / "source").meta
+    assert set(meta.loc[meta["record"] == "r0", "label"]) == {"V"}

@@ -9,8 +9,9 @@ import pytest
 import wfdb
 
 from ecg_tgdp.data.preprocess import bandpass
-from ecg_tgdp.data.ptbxl import PTBXL_SUPERCLASSES, ptbxl_index, ptbxl_label, read_ptbxl_windows
-from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.ptbxl import PTBXL_SUPERCLASSES, FilterError, ptbxl_index, ptbxl_label, read_ptbxl_windows
+from ecg_tgdp.data.records import NoWindowsError, RecordError
+from ecg_tgdp.pipeline.cli import main
 from tests.conftest import physionet_db
 
 LEADS_12 = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
@@ -175,3 +176,43 @@ def test_shared_record_matches_wfdb(shared: Path) -> None:
     upper = read_ptbxl_windows(path, ["AVR", "I"], window_s=10, **kwargs)
     np.testing.assert_array_equal(lower.windows, upper.windows)
     assert read_ptbxl_windows(path, ["II"], window_s=2.5, **kwargs).windows.shape == (4, 1, 250)
+
+
+def test_a_filter_key_that_is_not_a_column_names_the_file_and_columns(synthetic: Path) -> None:
+    with pytest.raises(FilterError, match=rf"^{synthetic / 'ptbxl_database.csv'}: filters.site: no column 'site' "
+                                          r"\(columns: ecg_id, patient_id, device, scp_codes, strat_fold, filename_lr"):
+        ptbxl_index(synthetic, filters={"site": ["0"]})
+
+
+@pytest.mark.parametrize(("filters", "message"), [
+    ({"device": ["AT6"]}, r"filters.device: 'AT6' matches no record \(values of 'device' include 'CS-12   E', "
+                          r"'AT-6 C 5.5', 'AT-6 C', 'CS-12'\)"),
+    ({"device": ["AT-6", "CS12", "X"]}, r"filters.device: 'CS12', 'X' match no record"),
+    ({"strat_fold": [11]}, r"filters.strat_fold: '11' matches no record \(values of 'strat_fold' include '3', '1', "),
+    ({"device": []}, "filters.device: no value given"),
+])
+def test_a_filter_value_that_matches_no_record_names_key_value_and_values(synthetic: Path, filters, message) -> None:
+    with pytest.raises(FilterError, match=rf"^{synthetic / 'ptbxl_database.csv'}: {message}"):
+        ptbxl_index(synthetic, filters=filters)
+
+
+@pytest.mark.parametrize(("filters", "message"), [
+    ('{ site = ["0"] }', "filters.site: no column 'site'"),
+    ('{ device = ["AT6"] }', "filters.device: 'AT6' matches no record (values of 'device' include 'CS-12   E'"),
+])
+def test_ingest_stops_with_one_line_on_a_bad_filter(synthetic: Path, tmp_path: Path, capsys, filters, message) -> None:
+    config = tmp_path / "ptbxl.toml"
+    cohort = 'format = "ptbxl"\ndatabase = "ptbxl"\nleads = ["II"]\n'
+    config.write_text(f'name = "p"\ndata_root = "{tmp_path}"\nworkers = 1\n[windows]\nfs_hz = 100\nwindow_s = 2.5\n'
+                      f'classes = ["NORM", "MI"]\n[source]\n{cohort}filters = {filters}\n[target]\n{cohort}')
+    assert main(["ingest", str(config), "--run-dir", str(tmp_path / "run")]) == 1
+    error = capsys.readouterr().err.strip()
+    assert len(error.splitlines()) == 1 and error.startswith(f"ecg-tgdp: error: {synthetic / 'ptbxl_database.csv'}: ")
+    assert message in error
+
+
+def test_a_record_whose_every_crop_is_flat_is_a_no_windows_error(synthetic: Path) -> None:
+    path = synthetic / "records100/00000/00004_lr"  # lead II is flat for 2.5-5 s: the one 10 s crop touches it
+    with pytest.raises(NoWindowsError, match=r"00004_lr: no crop remains: all 1 touch NaN or flat-line samples$") as raised:
+        read_ptbxl_windows(path, ["II"], label="CD", patient="103", fs_hz=100, window_s=10, band_hz=BAND_HZ)
+    assert raised.value.dropped == {"nan_or_flat": 1}

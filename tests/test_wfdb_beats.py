@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ecg_tgdp.data.labels import AAMI_SYMBOL_TO_CLASS
-from ecg_tgdp.data.records import RecordError
+from ecg_tgdp.data.records import NoWindowsError, RecordError
 from ecg_tgdp.data.wfdb_beats import read_beat_windows
 from tests.conftest import spiky_ecg, write_record
 
@@ -115,3 +115,47 @@ def test_missing_signal_file(tiny_record):
     shutil.move(path.with_suffix(".dat"), path.with_suffix(".bak"))
     with pytest.raises(RecordError, match=r"r1\.dat: signal file .* not found"):
         read(path)
+
+
+def test_beats_annotated_twice_at_one_sample_are_read_once_and_counted(tmp_path):
+    fs = 250.0
+    beats = [int(fs * (k + 0.5)) for k in range(20)]
+    path = write_record(tmp_path, "twice", spiky_ecg(fs, 20, beats), fs, sorted(beats * 2), ["N", "N"] * 20)
+    result = read(path)
+    assert np.array_equal(result.sample_index, beats) and result.dropped == {"duplicate_annotation": 20}
+    assert (result.columns["rr_prev_s"][1:] > 0.9).all()  # no RR of 0 from a beat's twin
+    (warning,) = result.warnings
+    assert warning == f"{path}.atr: 20 beat annotations repeat an earlier one at the same sample; dropped (duplicate_annotation)"
+
+
+@pytest.mark.parametrize(("symbols", "contents"), [
+    (["+", "~", "|"], "it holds only non-beat annotations: '+'×1, '|'×1, '~'×1"),
+    (["F", "Q", "F"], "its beats: 'F'×2, 'Q'×1"),
+])
+def test_a_record_without_a_beat_of_the_chosen_classes_is_a_no_windows_error(tmp_path, symbols, contents):
+    fs = 250.0
+    beats = [500, 1000, 1500]
+    path = write_record(tmp_path, "nobeat", spiky_ecg(fs, 10, beats), fs, beats, symbols)
+    with pytest.raises(NoWindowsError) as raised:
+        read(path)
+    assert str(raised.value) == f"{path}.atr: no beat annotations of the chosen classes N, S, V ({contents})"
+
+
+def test_a_record_whose_every_beat_is_dropped_is_a_no_windows_error_that_keeps_the_counts(tmp_path):
+    fs = 250.0
+    beats = [10, 4990]  # both windows run past the record's edges
+    path = write_record(tmp_path, "edges", spiky_ecg(fs, 20, beats), fs, beats, ["N", "V"])
+    with pytest.raises(NoWindowsError, match=r"edges: no beat window remains of its 2 beats of the chosen classes "
+                                             r"\(edge 2\)$") as raised:
+        read(path)
+    assert raised.value.dropped == {"edge": 2}
+
+
+def test_a_lead_with_adc_gain_0_is_read_with_a_warning_naming_record_and_lead(tiny_record):
+    path, beats, _ = tiny_record
+    header = path.with_suffix(".hea")
+    header.write_text(header.read_text().replace(" 200.0(0)/mV", " 0(0)/mV", 1))
+    result = read(path)
+    assert len(result.labels) == 20
+    (warning,) = result.warnings
+    assert warning.startswith(f"{path}: lead MLII has ADC gain 0 (uncalibrated)") and "amplitudes may be wrong" in warning

@@ -1,4 +1,4 @@
-"""Transfer baselines that reuse the diffusion training loop (DESIGN §6, "Baselines").
+"""Transfer baselines that reuse the diffusion training loop (README: TGDP, exactly, "Baselines").
 
 - finetune: every weight of the source model, trained on the target at a low learning rate,
   early stopped on the held-out target loss;

@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 
 from ecg_tgdp.models.model_file import ModelFile
+from ecg_tgdp.models.seeding import seeded
 from ecg_tgdp.models.settings import TRANSFER_METHODS, TGDPSettings, TrainConfig, TransferSettings
 from ecg_tgdp.models.tgdp_transfer import fit_tgdp
 from ecg_tgdp.models.training import train_diffusion
@@ -89,9 +90,7 @@ def _train_on_target(method: str, source: ModelFile, target: WindowSplits, setti
     """target_only: the source architecture from scratch; finetune(_partial): from the source EMA weights."""
     training: TrainConfig = settings.target_only if method == "target_only" else settings.finetune
     if method == "target_only":
-        with torch.random.fork_rng(devices=[]):  # initial weights from the seed, the caller's stream untouched
-            torch.manual_seed(seed)
-            net = card.new_network()
+        net = seeded(card.new_network, seed)
     else:
         net = trainable_copy(source.weights, card)
         if method == "finetune_partial":

@@ -55,8 +55,8 @@ def read_array_windows(
     scalar `fs_hz` (used when `fs_in_hz` is None) and lead names `leads`.
     CSV: one single-lead window per row: the label column, an optional patient column,
     and every other column a sample; `fs_in_hz` is required unless the first line gives it.
-    A blank label or patient cell is an error naming its lines; a blank `synthetic` cell reads as
-    false (real), with a warning, and any value but true/false/1/0 is an error.
+    A blank label or patient cell (an empty NPZ patient) is an error naming its lines (rows); a blank
+    `synthetic` cell reads as false (real), with a warning, and any value but true/false/1/0 is an error.
     Windows are band-passed unless the file stores `band_hz`; the crop puts the file's anchor
     (`anchor_s` stored, else the centre) at `anchor_s` (default the centre).
     Rows with NaN, inf or a flat lead (a blank sample cell is NaN) are dropped (`nan_or_flat`), NPZ
@@ -69,8 +69,8 @@ def read_array_windows(
     if fs_in is None:
         raise RecordError(f"{path}: no sampling rate in the file; give fs_in_hz")
     if not np.isfinite(fs_in) or fs_in <= 0:
-        raise RecordError(f"{path}: sampling rate {fs_in:g} Hz is not positive and finite" if not np.isfinite(fs_in)
-                          else f"{path}: sampling rate {fs_in:g} Hz is not positive")
+        finite = "" if np.isfinite(fs_in) else " and finite"
+        raise RecordError(f"{path}: sampling rate {fs_in:g} Hz is not positive{finite}")
     x = _select_leads(path, arrays, leads)
 
     invalid = preprocess.nan_windows(x) | preprocess.flat_windows(np.nan_to_num(x))
@@ -139,7 +139,8 @@ def _load(path: Path, label_column: str, patient_column: str) -> _Arrays:
     for name, values in (("labels", arrays.labels), ("patients", arrays.patients), ("synthetic", arrays.synthetic)):
         if values is not None and values.shape != (n,):
             raise RecordError(f"{path}: {name} have shape {values.shape}; expected [{n}], one per window")
-    for name, value in (("fs_hz", arrays.fs_hz), ("anchor_s", arrays.anchor_s), *zip(("band_hz",) * 2, arrays.band_hz or ())):
+    scalars = (("fs_hz", arrays.fs_hz), ("anchor_s", arrays.anchor_s), *zip(("band_hz",) * 2, arrays.band_hz or ()))
+    for name, value in scalars:
         if value is not None and not np.isfinite(value):
             raise RecordError(f"{path}: {name} is {value}; expected a finite number")
     return arrays
@@ -167,6 +168,10 @@ def _load_npz(path: Path, label_column: str, patient_column: str) -> _Arrays:
     if band is not None and (np.shape(band) != (2,) or band.dtype.kind not in "fiu"):
         raise RecordError(f"{path}: band_hz is {band.dtype} of shape {np.shape(band)}; expected the two edges "
                           "[low, high] in Hz")
+    if patients is not None and (blank := np.char.strip(patients.astype(str)) == "").any():
+        rows = np.flatnonzero(blank)
+        raise RecordError(f"{path}: patients is blank for {len(rows)} windows (rows {few_rows(rows)}); name each "
+                          "window's patient, or leave the array out to make the file one patient")
     notes: list[str] = []
     return _Arrays(
         windows=windows.astype(np.float64),
@@ -292,12 +297,16 @@ def blank_cells(column: pd.Series) -> np.ndarray:
     return (column.isna() | column.astype(str).str.strip().eq("")).to_numpy()
 
 
-def line_numbers(rows: pd.Index, first_line: int, shown: int = 5) -> str:
+def line_numbers(rows: pd.Index, first_line: int) -> str:
     """`lines 3, 7 and 2 more` for rows of a table read with `skip_blank_lines=False` (its index counts every line
     after the header); `first_line` is the file line of the row with index 0."""
-    lines = [str(int(row) + first_line) for row in rows]
-    more = f" and {len(lines) - shown} more" if len(lines) > shown else ""
-    return f"line{'s' if len(lines) > 1 else ''} {', '.join(lines[:shown])}{more}"
+    return f"line{'s' if len(rows) > 1 else ''} {few_rows(np.asarray(rows) + first_line)}"
+
+
+def few_rows(rows: np.ndarray, shown: int = 5) -> str:
+    """`3, 7 and 2 more`: the first `shown` row or line numbers, then how many more."""
+    more = f" and {len(rows) - shown} more" if len(rows) > shown else ""
+    return ", ".join(str(int(row)) for row in rows[:shown]) + more
 
 
 CSV_DESCRIPTION = "# ecg-tgdp"

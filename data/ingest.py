@@ -68,7 +68,7 @@ WFDB_SUFFIXES = (".hea", ".dat", ".atr")
 def unmatched_entries(where: str, names: Sequence[str], *, records: Sequence[str] | None = None,
                       exclude: Sequence[str] = (), patients: Mapping[str, str] | None = None) -> list[str]:
     """One warning per cohort setting (`records`, `exclude_records`, `patients`) whose entries name no record of
-    `names` (all the records `where` holds), so that a typo (`802.hea` for `802`) does not silently change the cohort."""
+    `names` (all the records `where` holds), so a typo (`802.hea` for `802`) does not silently change the cohort."""
     known = set(names)
     warnings = []
     for setting, entries, effect in (("records", records or (), "they are not read"),

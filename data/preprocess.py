@@ -30,11 +30,11 @@ def bandpass(x: np.ndarray, fs_hz: float, band_hz: tuple[float, float], order: i
 # resample_poly's filter has 20·max(up, down) + 1 taps; past this factor a ratio (1000/3 Hz written as 333.333...) is
 # resampled through a close ratio and interpolated onto the exact clock instead.
 MAX_POLYPHASE_FACTOR = 4096
-_OVERSAMPLE = 4  # the close-ratio path interpolates linearly from a 4× band-limited grid (-0.3 dB at 40 Hz of 128)
+_OVERSAMPLE = 4  # the close-ratio path interpolates linearly on a 4× band-limited grid: at worst -0.3 dB at 40 Hz of 128
 
 
 def rate_ratio(fs_from_hz: float, fs_to_hz: float) -> Fraction:
-    """fs_to / fs_from as the exact fraction of the rates' decimal values: 512.5 → 128 Hz is 256/1025, 360 → 128 Hz 16/45.
+    """fs_to / fs_from, the exact fraction of the rates' decimal values: 512.5 → 128 Hz is 256/1025, 360 → 128 16/45.
 
     `resample` and `resampled_index` both use it, so a beat mapped onto the new clock stays on its R peak over hours
     (a ratio rounded to 249/997 put a 2 h record's last beats 25 samples late)."""

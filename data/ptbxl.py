@@ -190,7 +190,7 @@ def read_ptbxl_windows(
     own rate (unless the header says they already were), resampled to `fs_hz` and cut from the start
     into float32 [n, leads, T] crops in mV; crops touching NaN or flat-line samples are dropped and
     counted; a record whose amplitude is not an ECG's in mV is a RecordError, one whose every crop is dropped a
-    NoWindowsError (skipped, with its reason). `columns`
+    NoWindowsError (skipped, with its reason); a lead with ADC gain 0 gets a warning. `columns`
     (e.g. strat_fold, device) are repeated for every crop. `record` names the record in the
     windows' meta (the index's ecg_id, which `records` / `exclude_records` filter on);
     by default the file name.

@@ -66,13 +66,7 @@ def read_beat_windows(
     warnings: list[str] = header.gain_warnings(record_path, leads)
     is_beat = ~np.isin(symbols, list(NON_BEAT_SYMBOLS))
     non_beats = Counter(symbols[~is_beat])
-    samples, symbols = samples[is_beat], symbols[is_beat]
-    repeated = repeated_annotations(samples)
-    if repeated.any():
-        dropped["duplicate_annotation"] += int(repeated.sum())
-        warnings.append(f"{annotation_file}: {int(repeated.sum())} beat annotations repeat an earlier one at the same "
-                        "sample; dropped (duplicate_annotation)")
-        samples, symbols = samples[~repeated], symbols[~repeated]
+    samples, symbols = _once_per_sample(annotation_file, samples[is_beat], symbols[is_beat], dropped, warnings)
     rr_prev_s, rr_next_s = _rr_context(samples, header.fs)
 
     known = np.isin(symbols, list(symbol_to_class))
@@ -146,6 +140,18 @@ def beats_at_steepest_slope(lead: np.ndarray, beats: np.ndarray, fs_hz: float) -
     around = np.clip(beats[:, None] + np.arange(-reach, reach + 1)[None, :], 0, len(lead) - 1)  # [n, 2 reach + 1]
     steepest = around[np.arange(len(beats)), np.argmax(slope[around], axis=1)]
     return np.abs(steepest - beats) <= ANCHOR_SEARCH_S * fs_hz
+
+
+def _once_per_sample(annotation_file: Path, samples: np.ndarray, symbols: np.ndarray, dropped: Counter,
+                     warnings: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Beat annotations without those that repeat an earlier one at the same sample (an annotator run twice would give
+    twice the windows, half with RR = 0); counted in `dropped` as duplicate_annotation and said in `warnings`."""
+    repeated = repeated_annotations(samples)
+    if repeated.any():
+        dropped["duplicate_annotation"] += int(repeated.sum())
+        warnings.append(f"{annotation_file}: {int(repeated.sum())} beat annotations repeat an earlier one at the same "
+                        "sample; dropped (duplicate_annotation)")
+    return samples[~repeated], symbols[~repeated]
 
 
 def repeated_annotations(samples: np.ndarray) -> np.ndarray:

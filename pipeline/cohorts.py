@@ -76,7 +76,7 @@ def _read_arrays(config: Config, cohort: CohortConfig, path: Path, geometry: dic
                                                           records=cohort.records, exclude=cohort.exclude_records,
                                                           patients=cohort.patients))
     for part in parts:
-        if part.record in cohort.exclude_records or (cohort.records is not None and part.record not in cohort.records):
+        if not _selected(cohort, part.record):
             continue
         part = replace(part, patient=cohort.patients.get(part.record, part.patient))
         if len(part.labels):
@@ -136,7 +136,7 @@ def _read_labeled_records(config: Config, cohort: CohortConfig, index: pd.DataFr
     extra_columns = [c for c in index.columns if c not in ("record", "patient", "path", "superclasses", "label")]
     for row in index.itertuples(index=False):
         row = row._asdict()
-        if row["record"] in cohort.exclude_records or (cohort.records is not None and row["record"] not in cohort.records):
+        if not _selected(cohort, row["record"]):
             continue
         label = row["label"] if "label" in row else ptbxl_label(row["superclasses"], classes)
         if "label" in row and label not in classes:
@@ -218,6 +218,11 @@ def _read_labels_csv(csv: Path) -> pd.DataFrame:
     if table.empty:
         raise ConfigError(f"{csv}: a header and no rows; expected one row per record (record, label[, patient])")
     return table
+
+
+def _selected(cohort: CohortConfig, record: str) -> bool:
+    """Whether the cohort's `records` (when given) and `exclude_records` keep this record."""
+    return record not in cohort.exclude_records and (cohort.records is None or record in cohort.records)
 
 
 def _check_classes(path: Path, part, classes: list[str]) -> None:

@@ -78,6 +78,14 @@ class WindowConfig(_Strict):
         "none", description="beat records: 'median_r' rescales each record so its median R amplitude is 1 mV")
     classes: list[str] = Field(["N", "S", "V"], min_length=1, description="class names in label-index order")
 
+    @field_validator("classes")
+    @classmethod
+    def _classes_once(cls, classes: list[str]) -> list[str]:
+        twice = sorted({name for name in classes if classes.count(name) > 1})
+        if twice:
+            raise ValueError(f"class {', '.join(twice)} named more than once; each class is one label index")
+        return classes
+
     @model_validator(mode="after")
     def _anchor_inside(self) -> WindowConfig:
         if self.anchor_s is not None and self.anchor_s > self.window_s:
@@ -245,6 +253,15 @@ class Config(_Strict):
 
     def cohorts(self) -> dict[str, CohortConfig]:
         return {"source": self.source, "target": self.target}
+
+    @model_validator(mode="after")
+    def _one_lead_count(self) -> Config:
+        """One network serves both cohorts (its channels are the leads), so they must read as many leads."""
+        if len(self.source.leads) != len(self.target.leads):
+            raise ValueError(f"source.leads names {len(self.source.leads)} leads {self.source.leads}, target.leads "
+                             f"{len(self.target.leads)} {self.target.leads}: one model generates both cohorts' "
+                             "windows, so give both as many leads (by name, in the same order of meaning)")
+        return self
 
     @model_validator(mode="after")
     def _one_seed(self) -> Config:

@@ -119,7 +119,7 @@ def test_blank_label_and_patient_cells_in_a_csv_are_errors_naming_their_lines(tm
     {"label": labels, "patient": patients}[column][3] = ""
     path = _write_csv(tmp_path / "blank.csv", _signals(5, 1, 100, 100.0)[:, 0], labels, patients)
     text = path.read_text().splitlines()
-    path.write_text("# ecg-tgdp fs_hz=100\n" + "\n".join(text[:3] + [""] + text[3:]) + "\n")  # a described file, a blank line
+    path.write_text("# ecg-tgdp fs_hz=100\n" + "\n".join(text[:3] + [""] + text[3:]) + "\n")  # described; a blank line
     # line 1 the description, 2 the header, rows 0-1 on lines 3-4, a blank line 5, rows 2-4 on lines 6-8
     with pytest.raises(RecordError, match=rf"^{path}: column '{column}' is blank on lines 4, 7$"):
         read_array_windows(path, fs_in_hz=None, fs_hz=100, window_s=1.0, band_hz=None)
@@ -141,7 +141,8 @@ def test_a_synthetic_column_of_other_words_is_an_error_naming_them(tmp_path: Pat
     table = pd.read_csv(path, dtype=str)
     table.insert(2, "synthetic", ["yes", "no", "false"])
     table.to_csv(path, index=False)
-    with pytest.raises(RecordError, match=rf"^{path}: column 'synthetic' holds 'no', 'yes'; expected true/false or 1/0$"):
+    message = rf"^{path}: column 'synthetic' holds 'no', 'yes'; expected true/false or 1/0$"
+    with pytest.raises(RecordError, match=message):
         read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=None)
 
 
@@ -215,8 +216,8 @@ GOOD = {"windows": np.sin(np.arange(200) / 5)[None, None].repeat(2, axis=0), "la
         ({"band_hz": np.array([0.5, np.inf])}, "band_hz is inf; expected a finite number"),
         ({"leads": np.array(["I", "II", "V1"])}, r"leads names 3 leads \(I, II, V1\) but its windows \[N, leads, T\] = "
                                                  r"\(2, 1, 200\) have 1"),
-        ({"windows": GOOD["windows"].transpose(0, 2, 1)}, r"windows have shape \(2, 200, 1\), fewer samples than leads; "
-                                                          r"expected \[N, leads, T\] \(channel-first: np\.moveaxis"),
+        ({"windows": GOOD["windows"].transpose(0, 2, 1)},
+         r"windows have shape \(2, 200, 1\), fewer samples than leads; expected \[N, leads, T\] \(channel-first: "),
         ({"synthetic": np.array([0, 2])}, "synthetic holds 2; expected true/false or 1/0"),
         ({"synthetic": np.array([True])}, r"synthetic have shape \(1,\); expected \[2\]"),
     ],
@@ -227,3 +228,11 @@ def test_npz_metadata_that_cannot_be_right_is_one_line_naming_the_file(tmp_path:
     with pytest.raises(RecordError, match=rf"^{path}: {message}") as raised:
         read_array_windows(path, fs_in_hz=None if "fs_hz" in arrays else 100, fs_hz=100, window_s=1.0, band_hz=None)
     assert "\n" not in str(raised.value)
+
+
+def test_blank_patients_in_an_npz_are_an_error_naming_the_rows(tmp_path: Path) -> None:
+    path = tmp_path / "blank.npz"
+    np.savez(path, windows=_signals(4, 1, 100, 100.0), labels=np.array(list("NVNS")),
+             patients=np.array(["a", "", "b", " "]))
+    with pytest.raises(RecordError, match=rf"^{path}: patients is blank for 2 windows \(rows 1, 3\)"):
+        read_array_windows(path, fs_in_hz=100, fs_hz=100, window_s=1.0, band_hz=None)

@@ -139,3 +139,19 @@ def test_an_npz_with_a_non_positive_rate_names_the_file(tmp_path, fs_hz):
     np.savez(path, windows=np.ones((2, 1, 128)), labels=np.array(["N", "V"]), fs_hz=fs_hz)
     with pytest.raises(RecordError, match=rf"rate\.npz: sampling rate {fs_hz:g} Hz is not positive"):
         read_array_windows(path, fs_in_hz=None, fs_hz=128, window_s=1.0, band_hz=(0.5, 40.0))
+
+
+def test_a_twelve_lead_record_with_adc_gain_0_warns_naming_record_and_lead(tmp_path):
+    leads = ["I", "II", "V1"]
+    signal = 0.5 * np.sin(2 * np.pi * 1.2 * np.arange(1000) / 100.0)[:, None].repeat(3, axis=1)
+    wfdb.wrsamp("g0", fs=100, units=["mV"] * 3, sig_name=leads, p_signal=signal, fmt=["16"] * 3,
+                adc_gain=[1000.0] * 3, baseline=[0] * 3, write_dir=str(tmp_path))
+    header = tmp_path / "g0.hea"
+    lines = header.read_text().splitlines()
+    lines[2] = lines[2].replace("1000.0(0)/mV", "0(0)/mV")  # lead II: uncalibrated
+    header.write_text("\n".join(lines) + "\n")
+    crops = read_ptbxl_windows(tmp_path / "g0", ["ii", "I"], label="NORM", patient="1", fs_hz=100, window_s=2.5,
+                               band_hz=(0.5, 40.0))
+    assert len(crops.labels) == 4
+    (warning,) = crops.warnings
+    assert warning.startswith(f"{tmp_path / 'g0'}: lead II has ADC gain 0 (uncalibrated) in its header")

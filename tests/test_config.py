@@ -151,3 +151,13 @@ def test_a_library_section_rejects_unknown_keys_and_a_seed_of_its_own():
         config_from_dict({**raw, "source_model": {"training": {"seed": 3}}}, [], "test.toml")
     with pytest.raises(ConfigError, match="steps, batch_size"):
         config_from_dict({**raw, "transfer": {"finetune": {"steps": 0}}}, [], "test.toml")
+
+
+def test_a_class_named_twice_is_a_config_error():
+    with pytest.raises(ConfigError, match="class N named more than once"):
+        load_config(REPO / "configs/quickstart.toml", ["windows.classes=['N','N','V']"])
+
+
+def test_source_and_target_with_different_lead_counts_are_refused_at_load():
+    with pytest.raises(ConfigError, match="source.leads names 1 leads .* target.leads 4"):
+        load_config(REPO / "configs/quickstart.toml", ["target.leads=['I','II','V1','V2']"])

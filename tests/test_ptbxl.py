@@ -213,6 +213,7 @@ def test_ingest_stops_with_one_line_on_a_bad_filter(synthetic: Path, tmp_path: P
 
 def test_a_record_whose_every_crop_is_flat_is_a_no_windows_error(synthetic: Path) -> None:
     path = synthetic / "records100/00000/00004_lr"  # lead II is flat for 2.5-5 s: the one 10 s crop touches it
-    with pytest.raises(NoWindowsError, match=r"00004_lr: no crop remains: all 1 touch NaN or flat-line samples$") as raised:
+    message = r"00004_lr: no crop remains: all 1 touch NaN or flat-line samples$"
+    with pytest.raises(NoWindowsError, match=message) as raised:
         read_ptbxl_windows(path, ["II"], label="CD", patient="103", fs_hz=100, window_s=10, band_hz=BAND_HZ)
     assert raised.value.dropped == {"nan_or_flat": 1}

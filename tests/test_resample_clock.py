@@ -1,4 +1,4 @@
-"""Beats stay on their R peaks over hours at any sampling rate: the resampler's clock is the one beats are mapped with."""
+"""Beats stay on their R peaks over hours at any sampling rate: the resampler's clock is the one beats map onto."""
 from __future__ import annotations
 
 from fractions import Fraction

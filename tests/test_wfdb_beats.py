@@ -125,7 +125,8 @@ def test_beats_annotated_twice_at_one_sample_are_read_once_and_counted(tmp_path)
     assert np.array_equal(result.sample_index, beats) and result.dropped == {"duplicate_annotation": 20}
     assert (result.columns["rr_prev_s"][1:] > 0.9).all()  # no RR of 0 from a beat's twin
     (warning,) = result.warnings
-    assert warning == f"{path}.atr: 20 beat annotations repeat an earlier one at the same sample; dropped (duplicate_annotation)"
+    assert warning == (f"{path}.atr: 20 beat annotations repeat an earlier one at the same sample; "
+                       "dropped (duplicate_annotation)")
 
 
 @pytest.mark.parametrize(("symbols", "contents"), [
@@ -158,4 +159,5 @@ def test_a_lead_with_adc_gain_0_is_read_with_a_warning_naming_record_and_lead(ti
     result = read(path)
     assert len(result.labels) == 20
     (warning,) = result.warnings
-    assert warning.startswith(f"{path}: lead MLII has ADC gain 0 (uncalibrated)") and "amplitudes may be wrong" in warning
+    assert warning.startswith(f"{path}: lead MLII has ADC gain 0 (uncalibrated)")
+    assert "amplitudes may be wrong" in warning

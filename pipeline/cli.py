@@ -196,49 +196,35 @@ def _add_augment_command(commands) -> None:
     augment.set_defaults(handler=_augment)
 
 
-def _positive_int(text: str) -> int:
+def _checked(parse, text: str, minimum: float, strict: bool = False):
+    """`parse(text)` (int or float), finite and at least (or, `strict`, above) `minimum`: argparse's own float()
+    takes 'nan' and 'inf', which no option of this CLI means."""
     try:
-        value = int(text)
+        value = parse(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
-def _number(text: str) -> float:
-    """A finite float: argparse's float() takes 'nan' and 'inf', which no option of this CLI means."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        kind = "a whole number" if parse is int else "a number"
+        raise argparse.ArgumentTypeError(f"expected {kind}, got {text!r}") from None
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"must be a finite number, got {text!r}")
+    if value < minimum or (strict and value == minimum):
+        raise argparse.ArgumentTypeError(f"must be {'above' if strict else 'at least'} {minimum:g}, got {value:g}")
     return value
 
 
-def _positive_float(text: str) -> float:
-    value = _number(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"must be positive, got {value:g}")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = _number(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value:g}")
-    return value
+def _positive_int(text: str) -> int:
+    return _checked(int, text, 1)
 
 
 def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be at least 0, got {value}")
-    return value
+    return _checked(int, text, 0)
+
+
+def _positive_float(text: str) -> float:
+    return _checked(float, text, 0, strict=True)
+
+
+def _non_negative_float(text: str) -> float:
+    return _checked(float, text, 0)
 
 
 def _device(text: str) -> str:

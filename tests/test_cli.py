@@ -64,6 +64,10 @@ def test_names_spelled_out_for_a_fast_parser_are_the_library_names():
     (["--device", "gpu7"], "argument --device: 'gpu7' is not a torch device"),
     (["--class-mix", "N0.5"], "argument --class-mix: expected CLASS=SHARE pairs"),
     (["--guidance-scale", "2"], "unrecognized arguments: --guidance-scale 2"),  # renamed to --cfg-scale, no alias
+    (["--cfg-scale", "nan"], "argument --cfg-scale: must be a finite number, got 'nan'"),
+    (["--transfer-scale", "inf"], "argument --transfer-scale: must be a finite number, got 'inf'"),
+    (["--transfer-scale", "-1"], "argument --transfer-scale: must be at least 0, got -1"),
+    (["--class-mix", "N=nan,S=1"], "argument --class-mix: must be a finite number, got 'nan'"),
 ])
 def test_bad_sampler_arguments_are_one_line_errors(tmp_path, capsys, arguments, message):
     base = {"--checkpoint": "model.pt", "--n": "4", "--out": str(tmp_path / "out")}
@@ -127,3 +131,16 @@ def test_a_missing_data_root_names_all_three_ways_to_give_it(tmp_path, monkeypat
     assert f"source.database: {tmp_path / 'nowhere' / 'mitdb'} not found" in error and error.count("\n") == 1
     assert "--data-root DIR" in error and "ECG_TGDP_DATA_ROOT" in error
     assert str(tmp_path / "xdg" / "ecg-tgdp" / "physionet") in error
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--target-share", "nan"], "argument --target-share: must be a finite number, got 'nan'"),
+    (["--target-share", "0"], "argument --target-share: must be above 0, got 0"),
+    (["--max-per-class", "-1"], "argument --max-per-class: must be at least 0, got -1"),
+    (["--fs-in-hz", "inf"], "argument --fs-in-hz: must be a finite number, got 'inf'"),
+])
+def test_bad_augment_numbers_are_refused_before_anything_runs(tmp_path, capsys, arguments, message):
+    with pytest.raises(SystemExit) as exit:
+        main(["augment", "--target", str(tmp_path), "--out", str(tmp_path / "out"), *arguments])
+    error = capsys.readouterr().err
+    assert exit.value.code == 2 and error.count("\n") == 1 and message in error

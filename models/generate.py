@@ -8,6 +8,7 @@ starts). The guidance weight w is asked for at sampling.
 """
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -15,6 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from ecg_tgdp.models.calibration import BandCalibration
 from ecg_tgdp.models.density_ratio import DomainClassifier, NetConfig
 from ecg_tgdp.models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
 from ecg_tgdp.models.model_card import ModelCard
@@ -35,7 +37,7 @@ class DiffusionModel:
     card: ModelCard
     reference: UNet1D | None = None  # domain guidance: the source network ε_src
     log_h: LogHFn | None = None  # TGDP: log h(x_t, y, t), from c' or h_ψ
-    guidance_window: tuple[int, int] = (0, 0)  # TGDP: (t_min, fade_steps) of the guidance weight f(t)
+    guidance_weight: Callable[[Tensor], Tensor] | None = None  # TGDP: f(t), the fade and c''s calibration per band
 
     @classmethod
     def load(cls, path: Path | str, device: torch.device | str = "cpu") -> DiffusionModel:
@@ -46,8 +48,8 @@ class DiffusionModel:
     def from_file(cls, model: ModelFile, device: torch.device | str = "cpu") -> DiffusionModel:
         card = model.card
         reference = None if model.reference_weights is None else _frozen_unet(card, model.reference_weights, device)
-        log_h, window = (None, (0, 0)) if model.guidance is None else _guidance(model.guidance, device)
-        return cls(_frozen_unet(card, model.weights, device), card.noise_schedule(), card, reference, log_h, window)
+        log_h, weight = (None, None) if model.guidance is None else _guidance(model.guidance, device)
+        return cls(_frozen_unet(card, model.weights, device), card.noise_schedule(), card, reference, log_h, weight)
 
     @property
     def net_device(self) -> torch.device:
@@ -71,7 +73,7 @@ class DiffusionModel:
         if self.reference is not None:
             return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, cfg_scale), eps, scale)
         if self.log_h is not None:
-            return guided_denoiser_from_log_h(eps, self.log_h, self.schedule, scale, fade_weight(*self.guidance_window))
+            return guided_denoiser_from_log_h(eps, self.log_h, self.schedule, scale, self.guidance_weight)
         return eps
 
     @property
@@ -100,14 +102,19 @@ def to_mv(x: Tensor | np.ndarray, normalization: dict) -> np.ndarray:
     return (np.asarray(x, dtype=np.float32) * std + mean).astype(np.float32)
 
 
-def _guidance(payload: dict, device) -> tuple[LogHFn, tuple[int, int]]:
-    """TGDP's log h from a checkpoint's guidance entry: c' (time_classifier) or h_ψ (regression), frozen."""
+def _guidance(payload: dict, device) -> tuple[LogHFn, Callable[[Tensor], Tensor]]:
+    """TGDP's log h from a model file's guidance entry (c' for time_classifier, h_ψ for regression, frozen) and its
+    weight f(t): the fade below t_min times, when c' was calibrated, its per-band factor guided_b / T_b."""
     estimator = payload["estimator"]
     network = (DomainClassifier if estimator == "time_classifier" else GuidanceNet)(NetConfig(**payload["config"]))
     network.load_state_dict(payload["weights"])
     network = network.to(device).eval().requires_grad_(False)
     log_h = classifier_log_h(network) if estimator == "time_classifier" else network.log_h
-    return log_h, (int(payload["t_min"]), int(payload["fade_steps"]))
+    fade = fade_weight(int(payload["t_min"]), int(payload["fade_steps"]))
+    if payload.get("calibration") is None:
+        return log_h, fade
+    calibration = BandCalibration(**payload["calibration"])
+    return log_h, lambda t: fade(t) * calibration.factor(t)
 
 
 def _frozen_unet(card: ModelCard, weights: dict, device: torch.device | str) -> UNet1D:

@@ -4,7 +4,8 @@
                               the transfer method that made it
               ema             {"weights": the U-Net's EMA state dict}
               reference_ema   domain guidance: {"weights": the source U-Net ε_src it extrapolates from}
-              guidance        TGDP: {"estimator", "config" (NetConfig), "weights", "t_min", "fade_steps"}: log h
+              guidance        TGDP: {"estimator", "config" (NetConfig), "weights", "t_min", "fade_steps",
+                              "calibration" (per band of t: c''s temperature and whether it guides)}: log h
               ratio_diagnostics  TGDP: held-out diagnostics of the fit (README: TGDP's ratio diagnostics)
               step, train_config  the training step and settings the weights come from, when trained here
 
@@ -23,6 +24,7 @@ from ecg_tgdp.models.checkpoint import CheckpointError, check_plain, load_checkp
 from ecg_tgdp.models.model_card import ModelCard, ModelCardError
 
 GUIDANCE_KEYS = ("estimator", "config", "weights", "t_min", "fade_steps")
+OPTIONAL_GUIDANCE_KEYS = ("calibration",)  # None, or absent in files written before it
 
 
 @dataclass
@@ -32,14 +34,16 @@ class ModelFile:
     card: ModelCard
     weights: dict[str, Tensor]  # the U-Net's EMA weights
     reference_weights: dict[str, Tensor] | None = None  # domain guidance: the source U-Net
-    guidance: dict | None = None  # TGDP: GUIDANCE_KEYS
+    guidance: dict | None = None  # TGDP: GUIDANCE_KEYS and OPTIONAL_GUIDANCE_KEYS
     ratio_diagnostics: dict | None = None  # TGDP
     step: int | None = None
     train_config: dict | None = None
 
     def __post_init__(self) -> None:
-        if self.guidance is not None and sorted(self.guidance) != sorted(GUIDANCE_KEYS):
-            raise ValueError(f"model file: a guidance entry holds exactly {GUIDANCE_KEYS}, got {sorted(self.guidance)}")
+        if self.guidance is not None and not (set(GUIDANCE_KEYS) <= set(self.guidance)
+                                              <= set(GUIDANCE_KEYS + OPTIONAL_GUIDANCE_KEYS)):
+            raise ValueError(f"model file: a guidance entry holds {GUIDANCE_KEYS} and optionally "
+                             f"{OPTIONAL_GUIDANCE_KEYS}, got {sorted(self.guidance)}")
 
     def save(self, path: Path | str) -> Path:
         """Write the file atomically (checked to hold plain data only before anything is written)."""

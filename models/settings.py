@@ -233,6 +233,8 @@ class TGDPSettings:
     guidance: GuidanceTraining = field(default_factory=GuidanceTraining)  # h_ψ: regression only
     ratio_normalization: str = "clip"  # regression: "clip" to [r_min, r_max], or "self_normalize" (clip, then mean 1)
     fade: bool = True  # switch guidance off below the t where held-out c' is near-perfect
+    calibrate: bool = True  # time_classifier: c''s temperature per band of t on held-out windows, and no guidance in
+    #                         bands whose calibrated held-out log-loss is not below a constant guess (models.calibration)
     near_perfect_auroc: float = NEAR_PERFECT_AUROC
     bands: int = 10  # bands of t for the held-out diagnostics
 

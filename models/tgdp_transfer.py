@@ -21,7 +21,7 @@ separates its own few training windows.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 
 import numpy as np
 import torch
@@ -29,6 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
+from ecg_tgdp.models.calibration import BandCalibration, calibrate_by_band, fit_temperature
 from ecg_tgdp.models.density_ratio import (
     DomainClassifier,
     DomainTraining,
@@ -56,6 +57,9 @@ from ecg_tgdp.models.settings import TGDPSettings
 from ecg_tgdp.models.tgdp import consistency_loss, train_guidance
 
 
+BAND_SCORE_FIELDS = tuple(spec.name for spec in fields(BandScores))
+
+
 @dataclass
 class TGDPFit:
     """What a TGDP fit produced: the network whose log h guides, where guidance starts, and what was measured."""
@@ -66,6 +70,7 @@ class TGDPFit:
     fade_steps: int  # over this many steps (one band of t)
     diagnostics: dict  # ess, ess_share, clip_share, clean (c or c' at t = 0), bands (c' per band of t), t_min, ...
     log: list[dict] = field(default_factory=list)  # training rows of every phase (column "phase")
+    calibration: BandCalibration | None = None  # time_classifier with held-out windows: c' per band of t
 
     @property
     def log_h(self) -> LogHFn:
@@ -97,15 +102,17 @@ def fit_tgdp(
                                               settings.time_domain, schedule=schedule, held_out=held_out,
                                               log=time_log, device=device)
     log += [{"phase": "time_classifier", **row} for row in time_log]
-    diagnostics = time_classifier_diagnostics(time_classifier, schedule, held_out or HeldOut(*source, *target),
-                                              settings, device)
+    if settings.estimator == "time_classifier" and settings.refine_steps:
+        log += refine_with_consistency(time_classifier, eps_fn, schedule, source, target, settings, device)
+    # in-sample scores say nothing about overlap (c' separates its own few target windows): no fade and no
+    # calibration without held-out windows
+    calibrate = settings.calibrate and settings.estimator == "time_classifier" and held_out is not None
+    diagnostics, calibration = time_classifier_diagnostics(
+        time_classifier, schedule, held_out or HeldOut(*source, *target), settings, device, calibrate)
     diagnostics["held_out"] = held_out is not None
-    # in-sample scores say nothing about overlap (c' separates its own few target windows): no fade without held-out
     t_min = choose_t_min_from(diagnostics, settings) if settings.fade and held_out is not None else 0
     fade_steps = round(schedule.num_steps / settings.bands)
     if settings.estimator == "time_classifier":
-        if settings.refine_steps:
-            log += refine_with_consistency(time_classifier, eps_fn, schedule, source, target, settings, device)
         network: nn.Module = time_classifier
     else:
         network, regression_log, ratio_info = _fit_regression(eps_fn, schedule, source, target, net, settings,
@@ -113,34 +120,50 @@ def fit_tgdp(
         log += regression_log
         diagnostics["regression"] = ratio_info
     diagnostics["t_min"] = t_min
-    return TGDPFit(settings.estimator, network.cpu().eval(), t_min, fade_steps, diagnostics, log)
+    return TGDPFit(settings.estimator, network.cpu().eval(), t_min, fade_steps, diagnostics, log, calibration)
 
 
 def time_classifier_diagnostics(classifier: DomainClassifier, schedule: NoiseSchedule, held_out: HeldOut,
-                                settings: TGDPSettings, device) -> dict:
+                                settings: TGDPSettings, device,
+                                calibrate: bool = False) -> tuple[dict, BandCalibration | None]:
     """Held-out log-loss/AUROC/ECE of c' per band of t and at t = 0 (the clean-window classifier it implies),
-    and the ESS and clip share of the source weights r = exp(logit c'(x_0, y, 0)) on held-out source windows."""
+    and the ESS and clip share of the source weights r = exp(logit c'(x_0, y, 0)) on held-out source windows;
+    with `calibrate`, also c''s temperature per band and which bands guide (`models.calibration`), whose
+    cross-fitted calibrated log-loss joins each band's row."""
     x_t, y, t, domain = held_out.noised(schedule)
     logits = domain_logits(classifier, x_t, y, t, device=device).numpy()
     bands = scores_by_band(t.numpy(), logits, domain.numpy().astype(bool), schedule.num_steps, settings.bands)
+    calibration = None
+    if calibrate:
+        calibration = calibrate_by_band(t.numpy(), logits, domain.numpy().astype(bool), schedule.num_steps,
+                                        settings.bands, held_out.seed + 1)
     x0, y0, _, domain0 = held_out.noised(None)
     zero = torch.zeros(len(x0), dtype=torch.long)
     clean_logits = domain_logits(classifier, x0, y0, zero, device=device).numpy()
     source_logits = clean_logits[domain0.numpy() == 0]
     weights = np.exp(np.clip(source_logits, -50, 50))
     ess = effective_sample_size(weights)
+    table = bands_table(bands)
+    if calibration is not None:
+        by_start = {edge: k for k, edge in enumerate(calibration.edges[:-1])}
+        for row in table:
+            k = by_start[row["t_low"]]
+            row |= {"temperature": calibration.temperature[k], "calibrated_log_loss": calibration.cross_fitted_log_loss[k],
+                    "guided": calibration.guided[k]}
     return {
-        "bands": bands_table(bands),
+        "bands": table,
         "clean": binary_scores(clean_logits, domain0.numpy().astype(bool)),
         "ess": ess, "ess_share": ess / len(weights), "n_source_weights": len(weights),
         "clip_share": clip_share(source_logits, 1e-3, 1e3),
         "near_perfect_auroc": settings.near_perfect_auroc,
-    }
+        "calibrated": calibration is not None,
+    }, calibration
 
 
 def choose_t_min_from(diagnostics: dict, settings: TGDPSettings) -> int:
     """t_min from the per-band scores of `time_classifier_diagnostics`."""
-    return choose_t_min([BandScores(**band) for band in diagnostics["bands"]], settings.near_perfect_auroc)
+    scores = [BandScores(**{key: band[key] for key in BAND_SCORE_FIELDS}) for band in diagnostics["bands"]]
+    return choose_t_min(scores, settings.near_perfect_auroc)
 
 
 def refine_with_consistency(classifier: DomainClassifier, eps_fn: DenoiserFn, schedule: NoiseSchedule,
@@ -241,21 +264,6 @@ def cross_fitted_log_ratios(source: tuple[Tensor, Tensor], target: tuple[Tensor,
     else:  # no held-out windows: the out-of-fold predictions on the training pools
         logits = torch.cat([log_r, out_of_fold_target])
         domain = torch.cat([torch.zeros(len(log_r)), torch.ones(len(out_of_fold_target))])
-    temperature = fit_temperature(logits, domain) if held_out is not None else 1.0
+    temperature = fit_temperature(logits.numpy(), domain.numpy().astype(bool)) if held_out is not None else 1.0
     scores = binary_scores((logits / temperature).numpy(), domain.numpy().astype(bool))
     return log_r / temperature, temperature, scores
-
-
-def fit_temperature(logits: Tensor, domain: Tensor, steps: int = 200) -> float:
-    """T > 0 minimizing the BCE of logits / T (Guo et al. 2017, temperature scaling), by L-BFGS on log T."""
-    log_t = torch.zeros((), requires_grad=True)
-    optimizer = torch.optim.LBFGS([log_t], lr=0.5, max_iter=steps)
-
-    def closure():
-        optimizer.zero_grad()
-        loss = F.binary_cross_entropy_with_logits(logits.double() / log_t.exp().double(), domain.double())
-        loss.backward()
-        return loss
-
-    optimizer.step(closure)
-    return float(log_t.exp().clamp(1e-2, 1e2))

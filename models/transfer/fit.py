@@ -108,7 +108,8 @@ def _fit_tgdp(source: ModelFile, target: WindowSplits, source_windows: WindowSpl
     fit = fit_tgdp(frozen, card.noise_schedule(), source_windows.train, target.train, settings,
                    source_val=source_windows.val, target_val=target.val, num_classes=len(card.classes), device=device)
     guidance = {"estimator": fit.estimator, "config": asdict(fit.network.config), "weights": fit.network.state_dict(),
-                "t_min": fit.t_min, "fade_steps": fit.fade_steps}
+                "t_min": fit.t_min, "fade_steps": fit.fade_steps,
+                "calibration": None if fit.calibration is None else fit.calibration.to_dict()}
     diagnostics = _plain(fit.diagnostics)
     return TransferResult(ModelFile(card, source.weights, guidance=guidance, ratio_diagnostics=diagnostics), fit.log,
                           diagnostics)

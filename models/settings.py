@@ -46,6 +46,8 @@ class UNetConfig:
     channel_mults: tuple[int, ...] = (1, 2, 2)  # width multiplier per resolution; len - 1 halvings
     res_blocks: int = 1  # residual blocks per resolution
     attention: bool = False  # one self-attention block at the lowest resolution
+    attention_levels: int = 0  # also self-attention after the residual blocks of this many lowest resolutions
+    rotary: bool = False  # rotary position embeddings in every attention block (relative offsets: RR intervals)
     dropout: float = 0.0  # inside residual blocks
     groups: int = 8  # GroupNorm groups; must divide every width
     position_channel: bool = True  # append linspace(-1, 1) over the window as an input channel
@@ -64,6 +66,7 @@ class UNetConfig:
             "leads, num_classes, base_channels and res_blocks must be >= 1":
                 min(self.leads, self.num_classes, self.base_channels, self.res_blocks, *self.channel_mults) >= 1,
             "dropout must be in [0, 1)": 0 <= self.dropout < 1,
+            "attention_levels must lie in [0, len(channel_mults)]": 0 <= self.attention_levels <= len(self.channel_mults),
             "anchor must lie in [0, 1] and anchor_width be > 0":
                 self.anchor is None or (0 <= self.anchor <= 1 and self.anchor_width > 0),
             f"prediction must be one of {PREDICTIONS}": self.prediction in PREDICTIONS,

@@ -70,11 +70,25 @@ class ResBlock(nn.Module):
         return self.skip(x) + h
 
 
-class SelfAttention(nn.Module):
-    """Multi-head self-attention over positions with a residual connection (Vaswani et al. 2017; DDPM App. B)."""
+def rotary(x: Tensor, base: float = 10000.0) -> Tensor:
+    """Rotary position embedding (Su et al. 2021, RoFormer eq. 34) of queries or keys x [B, heads, L, D], D even:
+    channel pairs (2i, 2i+1) at position p rotated by p · base^(−2i/D), so q·k depends on the offset of two
+    positions, which is what placing a neighbouring beat one RR interval away needs."""
+    length, dim = x.shape[-2], x.shape[-1]
+    freqs = base ** (-torch.arange(0, dim, 2, device=x.device, dtype=torch.float32) / dim)  # [D/2]
+    angles = torch.arange(length, device=x.device, dtype=torch.float32)[:, None] * freqs[None]  # [L, D/2]
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    even, odd = x[..., 0::2], x[..., 1::2]
+    return torch.stack([even * cos - odd * sin, even * sin + odd * cos], dim=-1).flatten(-2)
 
-    def __init__(self, channels: int, groups: int) -> None:
+
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over positions with a residual connection (Vaswani et al. 2017; DDPM App. B),
+    optionally with rotary position embeddings of queries and keys (`rotary`)."""
+
+    def __init__(self, channels: int, groups: int, use_rotary: bool = False) -> None:
         super().__init__()
+        self.use_rotary = use_rotary
         self.heads = channels // _HEAD_DIM if channels % _HEAD_DIM == 0 else 1
         self.norm = nn.GroupNorm(groups, channels)
         self.qkv = nn.Conv1d(channels, 3 * channels, 1)
@@ -84,6 +98,8 @@ class SelfAttention(nn.Module):
         """x [B, C, L] → [B, C, L]."""
         b, c, length = x.shape
         q, k, v = self.qkv(self.norm(x)).view(b, 3 * self.heads, c // self.heads, length).transpose(2, 3).chunk(3, 1)
+        if self.use_rotary:
+            q, k = rotary(q), rotary(k)
         h = F.scaled_dot_product_attention(q, k, v)  # [B, heads, L, C/heads]
         return x + self.proj(h.transpose(2, 3).reshape(b, c, length))
 
@@ -110,24 +126,33 @@ class UNet1D(nn.Module):
         extra_channels = int(config.position_channel) + int(config.anchor is not None)
         self.stem = nn.Conv1d(config.leads + extra_channels, c, 3, padding=1)
 
-        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
+        # self-attention after the residual blocks of the `attention_levels` lowest resolutions (no weights elsewhere,
+        # so a model without them keeps the state dict it always had)
+        attended = range(len(widths) - config.attention_levels, len(widths))
+
+        def attention(level: int, width: int) -> nn.Module:
+            return SelfAttention(width, g, config.rotary) if level in attended else nn.Identity()
+
+        self.down, self.downsample, self.down_attention = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         ch = c
         for level, width in enumerate(widths):
             self.down.append(nn.ModuleList(
                 ResBlock(ch if i == 0 else width, width, emb_dim, g, p) for i in range(config.res_blocks)))
+            self.down_attention.append(attention(level, width))
             ch = width
             halve = level < len(widths) - 1
             self.downsample.append(nn.Conv1d(ch, ch, 3, stride=2, padding=1) if halve else nn.Identity())
 
         self.mid1 = ResBlock(ch, ch, emb_dim, g, p)
-        self.mid_attn = SelfAttention(ch, g) if config.attention else nn.Identity()
+        self.mid_attn = SelfAttention(ch, g, config.rotary) if config.attention else nn.Identity()
         self.mid2 = ResBlock(ch, ch, emb_dim, g, p)
 
-        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
+        self.up, self.upsample, self.up_attention = nn.ModuleList(), nn.ModuleList(), nn.ModuleList()
         for level, width in reversed(list(enumerate(widths))):
             # the first block of a level takes the concatenated skip from the same level
             self.up.append(nn.ModuleList(
                 ResBlock(ch + width if i == 0 else width, width, emb_dim, g, p) for i in range(config.res_blocks)))
+            self.up_attention.append(attention(level, width))
             ch = width
             double = nn.Sequential(nn.Upsample(scale_factor=2.0, mode="nearest"), nn.Conv1d(ch, ch, 3, padding=1))
             self.upsample.append(double if level > 0 else nn.Identity())
@@ -155,17 +180,18 @@ class UNet1D(nn.Module):
 
         h = self.stem(h)
         skips = []
-        for blocks, downsample in zip(self.down, self.downsample):
+        for blocks, attend, downsample in zip(self.down, self.down_attention, self.downsample):
             for block in blocks:
                 h = block(h, emb)
+            h = attend(h)
             skips.append(h)
             h = downsample(h)
         h = self.mid2(self.mid_attn(self.mid1(h, emb)), emb)
-        for blocks, upsample in zip(self.up, self.upsample):
+        for blocks, attend, upsample in zip(self.up, self.up_attention, self.upsample):
             h = torch.cat([h, skips.pop()], dim=1)
             for block in blocks:
                 h = block(h, emb)
-            h = upsample(h)
+            h = upsample(attend(h))
         out = self.out(h)[..., :length]
         if self.config.prediction == "epsilon":
             return out

@@ -125,3 +125,22 @@ def test_v_prediction_needs_the_schedule_and_integer_timesteps():
     x, _, y = _inputs(2, 1, 32)
     with pytest.raises(TypeError, match="integer timesteps"):
         model(x, torch.tensor([1.5, 2.5]), y)
+
+
+def test_rotary_attention_sees_relative_offsets_and_extra_attention_keeps_old_state_dicts():
+    """RoPE: the score of query i and key j depends on i − j only; attention at more levels adds weights only
+    where asked, so a checkpoint of the old shape still loads into the old configuration."""
+    from ecg_tgdp.models.unet import rotary
+
+    q, k = torch.randn(1, 1, 1, 32).expand(1, 1, 20, 32), torch.randn(1, 1, 1, 32).expand(1, 1, 20, 32)
+    scores = rotary(q) @ rotary(k).transpose(-1, -2)
+    torch.testing.assert_close(scores[0, 0, 3, 1], scores[0, 0, 10, 8])
+    torch.testing.assert_close(scores[0, 0, 0, 0], scores[0, 0, 7, 7])
+    plain = UNet1D(UNetConfig(base_channels=16, channel_mults=(1, 2), attention=True))
+    rotated = UNet1D(UNetConfig(base_channels=16, channel_mults=(1, 2), attention=True, rotary=True))
+    assert plain.state_dict().keys() == rotated.state_dict().keys()
+    deeper = UNet1D(UNetConfig(base_channels=16, channel_mults=(1, 2), attention=True, attention_levels=1))
+    assert {key.split(".")[0] for key in set(deeper.state_dict()) - set(plain.state_dict())} == {"down_attention",
+                                                                                               "up_attention"}
+    x, t, y = _inputs(2, 1, 64)
+    assert deeper(x, t, y).shape == x.shape

@@ -33,7 +33,7 @@ from ecg_tgdp.models.classifier import (
 ENCODER_METRICS = ("frechet", "precision", "recall", "density", "coverage")
 METRICS = (
     "n_real", "n_fake", "mmd", *ENCODER_METRICS, "psd_l1", *(f"wasserstein_{name}" for name in MEASUREMENTS),
-    "wasserstein_log_rr_ratio", "discriminator_auroc",
+    "wasserstein_log_rr_ratio", "discriminator_auroc", "discriminator_auroc_full_band",
 )
 
 
@@ -81,6 +81,7 @@ def fidelity_per_class(
     real_features: np.ndarray | None = None,
     rhythm: tuple[np.ndarray, np.ndarray] | None = None,
     anchor: int | None = None,
+    band_hz: tuple[float, float] | None = None,
     min_windows: int = 10,
 ) -> dict[str, dict[str, float]]:
     """{class name or "all": {metric: value}} for every name in METRICS.
@@ -91,7 +92,9 @@ def fidelity_per_class(
     the encoder's features of `real`, saves recomputing them when several fake sets are
     scored against the same real windows. `rhythm` holds the anchor beats' log RR ratios
     (`data.rhythm.BeatContext.log_rr_ratio`) of real and fake windows; without it (record
-    crops) the rhythm distance is NaN. `anchor` is the anchor beat's sample (default the centre). A class with fewer than `min_windows` windows on
+    crops) the rhythm distance is NaN. `anchor` is the anchor beat's sample (default the centre). `band_hz`, the pass
+    band the real windows were filtered with, limits the discriminator's spectrum to it (`discriminator_auroc`; the
+    full-band score is kept as discriminator_auroc_full_band). A class with fewer than `min_windows` windows on
     either side (PRDC needs more than k = 5) gets NaN metrics and a warning.
     """
     real, fake = np.asarray(real), np.asarray(fake)
@@ -115,7 +118,7 @@ def fidelity_per_class(
                           f"(fewer than {min_windows} on a side); its metrics are NaN", stacklevel=2)
         else:
             features = None if real_features is None else (real_features[in_real], fake_features[in_fake])
-            row |= _class_metrics(real[in_real], fake[in_fake], features, fs_hz, seed, anchor)
+            row |= _class_metrics(real[in_real], fake[in_fake], features, fs_hz, seed, anchor, band_hz)
             if rhythm is not None:
                 row["wasserstein_log_rr_ratio"] = rhythm_distance(rhythm[0][in_real], rhythm[1][in_fake])
         results[name] = row
@@ -124,7 +127,7 @@ def fidelity_per_class(
 
 def _class_metrics(
     real: np.ndarray, fake: np.ndarray, features: tuple[np.ndarray, np.ndarray] | None, fs_hz: float, seed: int,
-    anchor: int | None,
+    anchor: int | None, band_hz: tuple[float, float] | None,
 ) -> dict[str, float]:
     """Every metric of METRICS but the counts, for one group of real and fake windows."""
     out = {"mmd": mmd_rbf(real, fake, seed=seed), "psd_l1": welch_psd_distance(real, fake, fs_hz)}
@@ -132,7 +135,9 @@ def _class_metrics(
         out["frechet"] = frechet_distance(*features)
         out |= prdc(*features, k=5, seed=seed)
     out |= {f"wasserstein_{name}": value for name, value in compare_measurements(real, fake, fs_hz, seed=seed, anchor=anchor).items()}
-    out["discriminator_auroc"] = discriminator_auroc(real, fake, seed)
+    out["discriminator_auroc_full_band"] = discriminator_auroc(real, fake, seed)
+    out["discriminator_auroc"] = (out["discriminator_auroc_full_band"] if band_hz is None
+                                  else discriminator_auroc(real, fake, seed, band=(fs_hz, band_hz[1])))
     return out
 
 

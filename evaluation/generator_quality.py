@@ -7,7 +7,9 @@ sampler's) is scored against real windows of held-out patients of the source coh
 
 - the fidelity statistics of `evaluation.fidelity` (discriminator AUROC, Fréchet distance and
   precision/recall/density/coverage in a frozen encoder, PSD distance, rhythm W1, ...);
-- `discriminator_auroc_train`: the same discriminator against other windows of the training patients,
+- `discriminator_auroc_train`: the same discriminator (its spectrum read within the windows' pass band, as
+  `discriminator_auroc` is; `discriminator_auroc_full_band` reads it up to Nyquist, see
+  `evaluation.discriminator`) against other windows of the training patients,
   the distribution the generator learned; there the floor is near 0.5, so it shows a generator's own
   artifacts where the held-out reading (patients differ: its floor is near 1 with a few held-out
   patients) cannot;
@@ -75,10 +77,12 @@ class QualityReference:
     #                              classes; None for a reference that only monitors training
     excursion_threshold: np.ndarray  # [classes] mV, EXCURSION_PERCENTILE of the judge's training windows
     prepared: PreparedInputs  # classifier inputs, computed once per array
+    band_hz: tuple[float, float] | None  # the pass band the cohort's windows were filtered with
 
     @property
-    def anchor(self) -> int:
-        return int(self.geometry.anchor)
+    def spectral_band(self) -> tuple[float, float] | None:
+        """(fs_hz, upper band edge): what the discriminator reads the spectrum up to (`evaluation.discriminator`)."""
+        return None if self.band_hz is None else (self.geometry.fs_hz, self.band_hz[1])
 
 
 def reference_from_cohort(cohort: Cohort, n_per_class: int, *, held_out: Sequence[str] = ("val", "test"),
@@ -108,7 +112,9 @@ def reference_from_cohort(cohort: Cohort, n_per_class: int, *, held_out: Sequenc
     excursions = excursion(judge_train.windows, geometry.anchor, geometry.fs_hz)
     threshold = np.array([np.percentile(excursions[judge_train.labels == k], EXCURSION_PERCENTILE)
                           if (judge_train.labels == k).any() else np.nan for k in range(len(cohort.classes))])
-    return QualityReference(list(cohort.classes), geometry, held, floor, judge_train, judge, threshold, prepared)
+    band = cohort.info.get("band_hz")
+    return QualityReference(list(cohort.classes), geometry, held, floor, judge_train, judge, threshold, prepared,
+                            None if band is None else tuple(band))
 
 
 def scoreable_classes(reference: QualityReference, min_windows: int = MIN_DISCRIMINATOR_WINDOWS) -> list[int]:
@@ -150,10 +156,11 @@ def score_windows(windows: LabeledWindows, reference: QualityReference, *, tstr_
         reference.judge, seed, encoder_input=prepared, real_features=encoder_features(reference.judge,
                                                                                       prepared(held.windows)),
         rhythm=(prepared.log_rr_ratio(held.windows), prepared.log_rr_ratio(windows.windows)), anchor=geometry.anchor,
+        band_hz=reference.band_hz,
     )
     for k, name in enumerate(reference.classes):
         fidelity[name]["discriminator_auroc_train"] = discriminator_auroc(
-            reference.train_other.of_class(k), windows.of_class(k), seed)
+            reference.train_other.of_class(k), windows.of_class(k), seed, band=reference.spectral_band)
     assigned = predict(reference.judge, prepared(windows.windows)).argmax(1)
     over = excursion(windows.windows, geometry.anchor, geometry.fs_hz) > reference.excursion_threshold[windows.labels]
     counts, cv = rhythm_regularity(windows.windows, geometry.fs_hz)
@@ -235,8 +242,11 @@ class SampleQualityMonitor:
         reference, geometry = self.reference, self.reference.geometry
         auroc_train, auroc_held = [], []
         for k in self.scored:
-            auroc_train.append(discriminator_auroc(reference.train_other.of_class(k), windows.of_class(k), self.seed))
-            auroc_held.append(discriminator_auroc(reference.held_out.of_class(k), windows.of_class(k), self.seed))
+            band = reference.spectral_band
+            auroc_train.append(discriminator_auroc(reference.train_other.of_class(k), windows.of_class(k), self.seed,
+                                                   band=band))
+            auroc_held.append(discriminator_auroc(reference.held_out.of_class(k), windows.of_class(k), self.seed,
+                                                  band=band))
         over = excursion(windows.windows, geometry.anchor, geometry.fs_hz) > reference.excursion_threshold[self.labels]
         return {"auroc_train": float(np.mean(auroc_train)), "auroc_held_out": float(np.mean(auroc_held)),
                 "excursion_share": float(over.mean()),

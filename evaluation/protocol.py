@@ -73,7 +73,7 @@ def evaluate(settings: EvaluationSettings, source: Cohort, target: Cohort, synth
         rhythm = None if test_rhythm is None else (test_rhythm, prepare.log_rr_ratio(candidate.windows))
         scores = fidelity_per_class(test.windows, test_y, candidate.windows, labels, classes, fs_hz, encoder, seed,
                                     encoder_input=prepare, real_features=test_features, rhythm=rhythm,
-                                    anchor=geometry.anchor)
+                                    anchor=geometry.anchor, band_hz=target.info.get("band_hz"))
         fidelity_rows += [{"method": name, "class": cls, **values} for cls, values in scores.items()]
         privacy_rows.append({"method": name, **memorization(candidate.windows, train.windows, test.windows,
                                                             percentile=settings.memorization_percentile)})

@@ -103,7 +103,7 @@ def main() -> None:
     config_path, started, results = recipe(args.config), time.perf_counter(), []
     for normalization in args.normalizations:
         config = load_config(config_path, [f"windows.amplitude_normalization={normalization!r}", *args.overrides])
-        run = RunDir.open(config, Path(f"runs/separability_{normalization}"))
+        run = RunDir.open(config, Path(f"runs/separability_{config.name}_{normalization}"))
         ingest_stage(config, run)
         source, target = (read_cohort(run.path / "cohorts" / name, mmap=False) for name in ("source", "target"))
         schedule = NoiseSchedule.cosine()

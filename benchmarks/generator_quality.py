@@ -49,7 +49,8 @@ SAMPLERS = {  # name → (sampler, x̂_0 clipped with the card's level)
 SAMPLER_LABELS = {"sde": "SDE-DPM-Solver++ 25, x̂₀ clipped", "sde_unclipped": "SDE-DPM-Solver++ 25, unclipped",
                   "ode": "DPM-Solver++ 25 (ODE), x̂₀ clipped", "ode_unclipped": "DPM-Solver++ 25 (ODE), unclipped"}
 TABLE_METRICS = {  # metric → (column title, digits)
-    "discriminator_auroc": ("AUROC vs held-out", 3), "discriminator_auroc_train": ("AUROC vs training pts", 3),
+    "discriminator_auroc": ("AUROC vs held-out", 3), "discriminator_auroc_full_band": ("AUROC vs held-out, full band", 3),
+    "discriminator_auroc_train": ("AUROC vs training pts", 3),
     "frechet": ("Fréchet", 2), "precision": ("precision", 2), "recall": ("recall", 2), "density": ("density", 2),
     "coverage": ("coverage", 2), "excursion_share": ("excursions", 3), "r_peaks": ("R peaks", 2),
     "rr_cv": ("RR CV", 3), "psd_l1": ("PSD L1", 3), "assigned_share": ("assigned", 2),

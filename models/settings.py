@@ -104,7 +104,8 @@ class TrainConfig:
     ema_decay: float = 0.999          # the EMA weights are validated, kept in best.pt and sampled from
     grad_clip: float = 1.0            # max global gradient norm; 0 disables (the norm is still logged)
     label_dropout: float = 0.1        # classifier-free: replace y with the null class with this probability
-    min_snr_gamma: float = 0.0        # Min-SNR-γ loss weight min(1, γ/SNR_t) on the ε-MSE (Hang et al. 2023); 0: uniform
+    loss_target: str = "epsilon"      # what the loss regresses: "epsilon" (ε-MSE) or "v" (v-MSE; a v-prediction network)
+    min_snr_gamma: float = 0.0        # Min-SNR-γ: the x_0 error weighed by min(SNR_t, γ) (Hang et al. 2023); 0: off
     class_balanced: bool = True       # sample batches with equal class probability (rare S/V beats)
     log_every: int = 50
     val_every: int = 500              # validation loss (EMA weights, fixed seeded t and noise: comparable across evaluations)
@@ -121,6 +122,7 @@ class TrainConfig:
                 min(self.lr, self.warmup_steps, self.weight_decay, self.grad_clip, self.early_stopping_patience,
                     self.min_snr_gamma, self.seed) >= 0,
             "label_dropout must be in [0, 1)": 0 <= self.label_dropout < 1,
+            "loss_target must be 'epsilon' or 'v'": self.loss_target in ("epsilon", "v"),
             "min_lr_ratio must be in [0, 1]": 0 <= self.min_lr_ratio <= 1,
             "ema_decay must be in [0, 1)": 0 <= self.ema_decay < 1,
         }

@@ -91,16 +91,28 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor, eps: Tensor,
-                   min_snr_gamma: float = 0.0) -> Tensor:
-    """Ho et al. 2020 eq. 14: mean ‖ε − ε_θ(α_t x0 + σ_t ε, t, y)‖² over x0, eps [B, leads, T], t, y [B]; in float32
-    also when the model ran under autocast. With γ > 0 each window's term is weighted by min(1, γ / SNR_t), the
-    Min-SNR-γ weighting (Hang et al. 2023, eq. 9: min(SNR, γ) on the x_0 error, which is the ε error / SNR), so the
-    nearly clean timesteps, which a network learns first, stop dominating the gradient."""
-    squared = (model(schedule.add_noise(x0, eps, t), t, y).float() - eps) ** 2
+                   min_snr_gamma: float = 0.0, target: str = "epsilon") -> Tensor:
+    """The denoising loss over x0, eps [B, leads, T], t, y [B], in float32 also when the model ran under autocast.
+
+    target "epsilon": Ho et al. 2020 eq. 14, mean ‖ε − ε_θ(x_t, t, y)‖², which weighs the x_0 error by SNR_t, so the
+    noisiest timesteps, where a window's layout (where its beats go) is decided, count for almost nothing. "v": mean
+    ‖v − v_θ(x_t, t, y)‖² with v = α_t ε − σ_t x_0 (Salimans & Ho 2022 §4), the network's own output: the x_0 error
+    weighed by SNR_t + 1, at least 1 everywhere. With γ > 0 each window's term is reweighted to weigh the x_0
+    error by min(SNR_t, γ), the Min-SNR-γ weighting (Hang et al. 2023, eq. 9), so the nearly clean timesteps,
+    which a network learns first, stop dominating the gradient.
+    """
+    x_t = schedule.add_noise(x0, eps, t)
+    alpha, sigma = schedule.alpha(t), schedule.sigma(t)
+    snr = (alpha / sigma) ** 2
+    if target == "v":
+        shape = (-1,) + (1,) * (x0.ndim - 1)
+        v = alpha.view(shape) * eps - sigma.view(shape) * x0
+        squared, per_x0_error = (model(x_t, t, y, raw=True).float() - v) ** 2, snr + 1
+    else:
+        squared, per_x0_error = (model(x_t, t, y).float() - eps) ** 2, snr
     if min_snr_gamma <= 0:
         return squared.mean()
-    alpha, sigma = schedule.alpha(t), schedule.sigma(t)
-    weight = (min_snr_gamma / (alpha / sigma) ** 2).clamp(max=1.0)
+    weight = snr.clamp(max=min_snr_gamma) / per_x0_error
     return (squared.mean(dim=tuple(range(1, squared.ndim))) * weight).mean()
 
 
@@ -176,6 +188,10 @@ def train_diffusion(
     if val_x is not None:
         _check_windows(val_x, val_y, "val")
     check_plain(card or {}, where="card")  # fail now, not at the first checkpoint
+    prediction = getattr(getattr(model, "config", None), "prediction", "epsilon")
+    if config.loss_target == "v" and prediction != "v":
+        raise ValueError(f"loss_target 'v' regresses the network's own output, which must be v; this network "
+                         f"predicts {prediction!r}")
     device = _resolve(device)
     # dropout inside the model draws from the global generators: fork them, give them back untouched
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device.index], device_type=device.type):
@@ -248,7 +264,8 @@ class _Run:
             y = torch.where(dropped.to(y.device), self.null_class, y)
         x0, y, t, eps = (v.to(self.device, non_blocking=True) for v in (x0, y, t, eps))
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
-            loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps, self.config.min_snr_gamma)
+            loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps, self.config.min_snr_gamma,
+                                  self.config.loss_target)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or math.inf)

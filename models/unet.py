@@ -164,9 +164,10 @@ class UNet1D(nn.Module):
         """The label that means "no class" (classifier-free guidance's unconditional model)."""
         return self.config.num_classes
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor, raw: bool = False) -> Tensor:
         """x_t [B, leads, L] (any L), t [B] integer timesteps (float ones for ε-prediction only), y [B] long in
-        [0, num_classes] → ε [B, leads, L]."""
+        [0, num_classes] → ε [B, leads, L]; with `raw`, the network's own output (v for a v-predictor), which a
+        v-MSE loss regresses."""
         x_t, length = x, x.shape[-1]
         position = torch.linspace(-1.0, 1.0, length, device=x.device, dtype=x.dtype)
         if self.config.position_channel:
@@ -193,7 +194,7 @@ class UNet1D(nn.Module):
                 h = block(h, emb)
             h = upsample(attend(h))
         out = self.out(h)[..., :length]
-        if self.config.prediction == "epsilon":
+        if raw or self.config.prediction == "epsilon":
             return out
         if t.is_floating_point():
             raise TypeError(f"a v-prediction U-Net takes integer timesteps, got dtype {t.dtype}")

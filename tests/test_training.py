@@ -349,3 +349,18 @@ def test_a_monitor_does_not_move_the_training_streams(tmp_path):
     assert with_monitor.steps_done == without.steps_done
     saved = [load_checkpoint(tmp_path / run / "checkpoint.pt") for run in ("a", "b")]
     assert_same_tensors(saved[0]["model"], saved[1]["model"])
+
+
+def test_the_v_loss_regresses_the_network_output_on_v_and_refuses_an_epsilon_network(tmp_path):
+    """v-MSE weighs the x_0 error by SNR + 1 (Salimans & Ho 2022); it needs the network's own v output."""
+    from ecg_tgdp.models.training import diffusion_loss
+    from ecg_tgdp.models.unet import UNet1D, UNetConfig
+
+    net = UNet1D(UNetConfig(base_channels=8, channel_mults=(1, 2), prediction="v"), SCHEDULE)
+    x0, eps = torch.randn(4, 1, 32), torch.randn(4, 1, 32)
+    t, y = torch.tensor([1, 30, 60, 99]), torch.zeros(4, dtype=torch.long)
+    v = SCHEDULE.alpha(t)[:, None, None] * eps - SCHEDULE.sigma(t)[:, None, None] * x0
+    # a fresh network's output layer is zero, so its v is 0 and the loss is the mean square of v
+    assert diffusion_loss(net, SCHEDULE, x0, y, t, eps, target="v").item() == pytest.approx(v.pow(2).mean().item())
+    with pytest.raises(ValueError, match="must be v; this network predicts 'epsilon'"):
+        train(tiny_model(), replace(QUICK, loss_target="v"), tmp_path)

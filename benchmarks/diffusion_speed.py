@@ -1,6 +1,6 @@
 """Diffusion speed: training windows/s and sampled windows/s of the shipped U-Net, against a plain DDPM loop.
 
-    python benchmarks/diffusion_speed.py [--checkpoint models/pretrained/mitdb_nsv_4s/model.pt] [--device cpu] \
+    python benchmarks/diffusion_speed.py [--checkpoint models/pretrained/mitdb_nsv_4s_v2/model.pt] [--device cpu] \
         [--out benchmarks/results/diffusion_speed.json]
 
 The network and window of the checkpoint (the shipped MIT-BIH model by default: single-lead 4 s

@@ -16,10 +16,7 @@ import shutil
 import sys
 from pathlib import Path
 
-if __package__:  # imported as benchmarks.render_report (the tests)
-    from .harness import RESULTS, write_result
-else:  # run as `python benchmarks/render_report.py`: this folder is sys.path[0]
-    from harness import RESULTS, write_result
+from harness import RESULTS, write_result
 
 FIGURE_STATE = """() => Array.from(document.images).map(img => ({
     alt: img.alt, loaded: img.complete && img.naturalWidth > 0, width: img.naturalWidth, height: img.naturalHeight,

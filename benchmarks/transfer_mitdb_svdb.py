@@ -30,10 +30,7 @@ from pathlib import Path
 
 import pandas as pd
 
-if __package__:  # imported as benchmarks.transfer_mitdb_svdb (the tests)
-    from .harness import RESULTS, add_data_root, data_root, recipe, write_result
-else:  # run as `python benchmarks/transfer_mitdb_svdb.py`: this folder is sys.path[0]
-    from harness import RESULTS, add_data_root, data_root, recipe, write_result
+from harness import RESULTS, add_data_root, data_root, recipe, write_result
 
 from ecg_tgdp.evaluation.report import json_ready
 from ecg_tgdp.evaluation.utility import seed_interval

@@ -12,7 +12,7 @@ window was band-passed (0.5-40 Hz by default) before it was cut, so above the ba
 holds only the tails of the filters, at 10⁻⁵ of the in-band power. A generator's residual
 noise floor there (10-100× those tails, measured on MIT-BIH at 50-64 Hz) let the full-band
 score reach 1.00 for windows that, read in band, a discriminator tells from the held-out
-patients no better than the training patients' own windows (README: the source model).
+patients no better than the training patients' own windows (README: The source diffusion model).
 """
 from __future__ import annotations
 

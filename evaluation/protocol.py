@@ -1,4 +1,4 @@
-"""The evaluation protocol (README: What evaluate computes): utility, fidelity and privacy of every method's samples
+"""The evaluation protocol (README: The evaluation protocol): utility, fidelity and privacy of every method's samples
 against real **target** windows, the sweeps, and the report's tables, figures and sections.
 
 Every statistic is against held-out real target patients: the test split (patients no model or classifier trained

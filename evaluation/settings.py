@@ -18,7 +18,7 @@ BUILTIN_CLASSIFIER = "ecg-tgdp"  # evaluation.downstream's own classifier
 
 @dataclass
 class EvaluationSettings:
-    """How the `sample` and `evaluate` stages judge every method (README: What evaluate computes)."""
+    """How the `sample` and `evaluate` stages judge every method (README: The evaluation protocol)."""
 
     __pydantic_config__: ClassVar[dict] = _STRICT
 

@@ -6,7 +6,7 @@
               reference_ema   domain guidance: {"weights": the source U-Net ε_src it extrapolates from}
               guidance        TGDP: {"estimator", "config" (NetConfig), "weights", "t_min", "fade_steps",
                               "calibration" (per band of t: c''s temperature and whether it guides)}: log h
-              ratio_diagnostics  TGDP: held-out diagnostics of the fit (README: TGDP's ratio diagnostics)
+              ratio_diagnostics  TGDP: held-out diagnostics of the fit (README: TGDP, exactly, "Estimating h")
               step, train_config  the training step and settings the weights come from, when trained here
 
 The guidance weight w is not stored: it is part of what sampling is asked for (a method's default is

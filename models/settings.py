@@ -18,7 +18,7 @@ PREDICTIONS = ("epsilon", "v")  # the U-Net's output parameterizations (models.u
 SAMPLER_NAMES = ("dpmpp_sde", "dpmpp", "ddim", "ddpm")  # models.samplers
 TRANSFER_METHODS = ("source_only", "target_only", "finetune", "finetune_partial", "domain_guidance", "tgdp")
 SCHEDULES = ("cosine", "linear")  # models.schedule.NoiseSchedule.from_name
-DEFAULT_SAMPLER, DEFAULT_STEPS = "dpmpp_sde", 25  # every sampling entry point's defaults (README: the sampler)
+DEFAULT_SAMPLER, DEFAULT_STEPS = "dpmpp_sde", 25  # every sampling entry point's defaults (README: The source diffusion model)
 _STRICT: dict = {"extra": "forbid", "allow_inf_nan": False}  # pydantic's reading of a config table typed by one of these
 
 

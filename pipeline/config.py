@@ -188,7 +188,7 @@ class SourceModelConfig(_Strict):
                                  "network then knows which of the window's beats the class is about)")
     selection: Literal["samples", "val_loss"] = Field(
         "samples", description="which validation's EMA weights are kept: 'samples' (those whose samples a "
-        "discriminator tells least well from training windows; README: the source model) or 'val_loss'")
+        "discriminator tells least well from training windows; README: The source diffusion model) or 'val_loss'")
     selection_windows_per_class: int = Field(64, gt=9, description="'samples': windows per class drawn at each "
                                              "validation")
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.harness import data_root, recipe, write_result
+from harness import data_root, recipe, write_result
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPTS = sorted(path for path in (REPO / "benchmarks").glob("*.py") if path.name != "harness.py")

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import math
 
-from benchmarks.transfer_mitdb_svdb import markdown_table, stage_seconds_table
+from transfer_mitdb_svdb import markdown_table, stage_seconds_table
 
 METRICS = ("macro_f1", "macro_auroc", "sensitivity_S", "ppv_S", "sensitivity_V", "ppv_V")
 

@@ -10,7 +10,7 @@ from ecg_tgdp.pipeline.config import load_config
 from ecg_tgdp.pipeline.shipped import SHIPPED_SOURCE_MODEL, pretrained_path
 from tests.conftest import REPO
 
-PRETRAINED = REPO / "models/pretrained/mitdb_nsv_4s"
+PRETRAINED = REPO / "models/pretrained/mitdb_nsv_4s_v2"
 
 
 def test_recipe_names_the_shipped_model_and_it_is_found_by_name():

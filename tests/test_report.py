@@ -84,7 +84,7 @@ def test_json_ready_turns_non_finite_numbers_into_null():
 @pytest.mark.skipif(shutil.which("chromium") is None or importlib.util.find_spec("playwright") is None,
                     reason="needs Chromium and the playwright package (see benchmarks/render_report.py)")
 def test_report_renders_in_headless_chromium_with_every_figure_loaded(tmp_path):
-    from benchmarks.render_report import render
+    from render_report import render
 
     metrics, tables, figs, sections = _inputs()
     page = write_report(tmp_path / "report", title="t", metrics=metrics, tables=tables, figures=figs, sections=sections)

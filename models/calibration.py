@@ -46,7 +46,8 @@ class BandCalibration:
     edges: list[int]
     temperature: list[float]
     guided: list[bool]
-    cross_fitted_log_loss: list[float]  # held-out, each half scored with the other half's temperature
+    cross_fitted_log_loss: list[float | None]  # held-out, each half scored with the other half's temperature; None:
+    #                                           too few windows to score (a NaN would make equal files compare unequal)
 
     def factor(self, t: Tensor) -> Tensor:
         """guided_b / T_b for the band of each timestep t [B] (float32 [B] on t's device): what ∇ logit c' is
@@ -73,7 +74,7 @@ def calibrate_by_band(t: np.ndarray, logits: np.ndarray, domain: np.ndarray, num
     for low, high in zip(edges[:-1], edges[1:]):
         inside = np.flatnonzero((t >= low) & (t < high))
         if min(domain[inside].sum(), (~domain[inside]).sum()) < 4:
-            temperatures.append(1.0), guided.append(False), scored.append(float("nan"))
+            temperatures.append(1.0), guided.append(False), scored.append(None)
             continue
         fold = rng.permutation(len(inside)) % 2
         cross = np.empty(len(inside))

@@ -1,8 +1,6 @@
 """Tests for models.calibration: c' per band of t gets a temperature, and uninformative bands lose their guidance."""
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
@@ -50,7 +48,7 @@ def test_a_band_without_both_domains_is_not_guided():
     t = np.array([0, 1, 2, 3, 10, 11, 12, 13, 14, 15, 16, 17])
     domain = np.array([True] * 4 + [True, False] * 4)
     calibration = calibrate_by_band(t, np.zeros(len(t)), domain, num_steps=20, bands=2, seed=0)
-    assert calibration.guided[0] is False and math.isnan(calibration.cross_fitted_log_loss[0])
+    assert calibration.guided[0] is False and calibration.cross_fitted_log_loss[0] is None
 
 
 def test_the_calibration_survives_a_model_file_round_trip():

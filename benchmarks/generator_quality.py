@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -118,7 +117,6 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=RESULTS / "generator_quality",
                         help="path stem of the .json, .md and _strips.png it writes")
     args = parser.parse_args()
-    warnings.filterwarnings("ignore", message=".*sqrtm.*")
     started = time.perf_counter()
 
     config = load_config(recipe(args.recipe), [f"data_root={str(data_root(args.data_root, 'mitdb'))!r}"])

@@ -6,6 +6,8 @@ power-spectrum distance. Windows are [N, leads, T]; features are [N, D].
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from scipy import linalg, signal
 from scipy.spatial.distance import pdist
@@ -59,18 +61,20 @@ def frechet_distance(features_a: np.ndarray, features_b: np.ndarray, eps: float 
     As in the reference implementation (bioinf-jku/TTUR, pytorch-fid), `eps` is added to
     both diagonals when the product is singular, and a numerically imaginary square root
     is reduced to its real part; a large imaginary part is an error. With fewer rows than
-    features the covariances are singular: scipy warns (LinAlgWarning) and the value is
-    only indicative.
+    features the covariances are singular and the value is only indicative; scipy's
+    LinAlgWarning about it is not repeated for every class and method of a report.
     """
     a, b = np.asarray(features_a, dtype=np.float64), np.asarray(features_b, dtype=np.float64)
     if a.ndim != 2 or b.ndim != 2 or a.shape[1] != b.shape[1] or min(len(a), len(b)) < 2:
         raise ValueError(f"Fréchet distance needs two [N ≥ 2, D] feature sets of equal D, got {a.shape} and {b.shape}")
     mu_a, mu_b = a.mean(0), b.mean(0)
     cov_a, cov_b = np.atleast_2d(np.cov(a, rowvar=False)), np.atleast_2d(np.cov(b, rowvar=False))
-    covmean = linalg.sqrtm(cov_a @ cov_b)
-    if not np.isfinite(covmean).all():
-        offset = eps * np.eye(len(cov_a))
-        covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", linalg.LinAlgWarning)
+        covmean = linalg.sqrtm(cov_a @ cov_b)
+        if not np.isfinite(covmean).all():
+            offset = eps * np.eye(len(cov_a))
+            covmean = linalg.sqrtm((cov_a + offset) @ (cov_b + offset))
     if np.iscomplexobj(covmean):
         if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
             raise ValueError(f"Fréchet distance: imaginary part {np.abs(covmean.imag).max():.3g} in sqrtm(Σa Σb)")

@@ -127,7 +127,6 @@ def test_frechet_distance_matches_the_closed_form():
         2 + (1 - 2) ** 2 + 0 + (np.sqrt(3) - 0.5) ** 2)
 
 
-@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # singular on purpose
 def test_frechet_distance_is_zero_for_one_set_and_finite_for_singular_covariances():
     rng = np.random.default_rng(1)
     f = rng.standard_normal((200, 4))
@@ -291,7 +290,6 @@ def cohort(per_class: dict[str, int], rng: np.random.Generator) -> tuple[np.ndar
     return windows, labels
 
 
-@pytest.mark.filterwarnings("ignore::scipy.linalg.LinAlgWarning")  # 128 features from ≤ 40 windows
 def test_fidelity_per_class_reports_every_class_and_metric():
     rng = np.random.default_rng(0)
     real, real_labels = cohort({"N": 40, "S": 30, "V": 30}, rng)

@@ -126,7 +126,8 @@ def _one_process_with_all_ranks_batches(run_dir: Path, saved: dict) -> dict[str,
             t = torch.randint(schedule.num_steps, (len(x0),), generator=stream["noise"])
             eps = torch.randn(x0.shape, generator=stream["noise"], dtype=x0.dtype)
             dropped = torch.rand(len(labels), generator=stream["noise"]) < config.label_dropout
-            losses.append(diffusion_loss(model, schedule, x0, torch.where(dropped, model.null_class, labels), t, eps))
+            losses.append(diffusion_loss(model, schedule, x0, torch.where(dropped, model.null_class, labels), t, eps,
+                                         config.min_snr_gamma, config.loss_target))
         optimizer.zero_grad(set_to_none=True)
         torch.stack(losses).mean().backward()  # DDP's average of the ranks' gradients
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

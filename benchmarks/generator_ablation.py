@@ -61,6 +61,7 @@ ARMS = {  # name → arm(...); the network is the recipe's 504k-parameter U-Net 
                           loss_target="'v'"),
 }
 MONITOR = ("auroc_train", "auroc_held_out", "excursion_share", "rr_cv")
+FULL_BAND_ARMS = ("eps_uniform", "v_minsnr5", "v_uniform", "v_rotary")  # monitored before the in-band discriminator
 SAMPLERS = ("dpmpp_sde", "dpmpp")  # SDE-DPM-Solver++ and its ODE form, 25 steps
 BATCH = 64
 
@@ -145,8 +146,9 @@ def figure(table: pd.DataFrame, path: Path) -> None:
     fig, axes = plt.subplots(1, len(MONITOR), figsize=(4 * len(MONITOR), 3.2), sharex=True)
     for ax, metric in zip(axes, MONITOR):
         for arm, group in table.groupby("arm", sort=False):
-            ax.plot(group["windows_seen"] / 1e3, group[metric], marker="o", label=arm)
-        ax.set_title(metric)
+            dashed = metric.startswith("auroc") and arm in FULL_BAND_ARMS
+            ax.plot(group["windows_seen"] / 1e3, group[metric], marker="o", label=arm, ls="--" if dashed else "-")
+        ax.set_title(f"{metric} (dashed: full band)" if metric.startswith("auroc") else metric)
         ax.set_xlabel("training windows seen (thousands)")
     axes[0].legend(fontsize=8)
     fig.tight_layout()

@@ -89,37 +89,26 @@ def judge(arm: str, runs: Path, reference, seed: int = 5, n_per_class: int = 150
     """One row per sampler for an arm's last checkpoint (module docstring)."""
     import numpy as np
 
-    from ecg_tgdp.evaluation.discriminator import discriminator_auroc
-    from ecg_tgdp.evaluation.generator_quality import excursion, rhythm_regularity
+    from ecg_tgdp.evaluation.generator_quality import LabeledWindows, monitor_figures
     from ecg_tgdp.models.generate import DiffusionModel
+    from ecg_tgdp.models.model_file import ModelFile
 
-    path = runs / arm / "models" / "source" / "checkpoint.pt"
-    model, labels = DiffusionModel.load(path), np.repeat(np.arange(len(reference.classes)), n_per_class)
+    checkpoint = ModelFile.load(runs / arm / "models" / "source" / "checkpoint.pt")
+    model, labels = DiffusionModel.from_file(checkpoint), np.repeat(np.arange(len(reference.classes)), n_per_class)
+    classes = range(len(reference.classes))
     real_n = reference.train_other.of_class(0)
     rows = []
     for sampler in SAMPLERS:
-        windows = model.sample_mv(labels, sampler=sampler, seed=seed, clip=False)
-        by_class = [windows[labels == k] for k in range(len(reference.classes))]
-        band = reference.spectral_band
-        over = excursion(windows, reference.geometry.anchor, reference.geometry.fs_hz) > \
-            reference.excursion_threshold[labels]
-        _, cv = rhythm_regularity(by_class[0], reference.geometry.fs_hz)
-        rows.append({"arm": arm, "step": int(torch_step(path)), "sampler": sampler,
-                     **{f"auroc_train_{name}": discriminator_auroc(reference.train_other.of_class(k), by_class[k],
-                                                                   seed, band=band)
+        windows = LabeledWindows(model.sample_mv(labels, sampler=sampler, seed=seed, clip=False), labels)
+        figures = monitor_figures(windows, reference, classes, seed)
+        rows.append({"arm": arm, "step": checkpoint.step, "sampler": sampler,
+                     **{f"auroc_train_{name}": figures.auroc_train[k] for k, name in enumerate(reference.classes)},
+                     **{f"auroc_held_out_{name}": figures.auroc_held_out[k]
                         for k, name in enumerate(reference.classes)},
-                     **{f"auroc_held_out_{name}": discriminator_auroc(reference.held_out.of_class(k), by_class[k],
-                                                                      seed, band=band)
-                        for k, name in enumerate(reference.classes)},
-                     "excursion_share": float(over.mean()), "rr_cv_N": float(np.nanmedian(cv)),
-                     "amplitude_ratio_N": float(by_class[0].std() / real_n.std())})
+                     "excursion_share": float(figures.over.mean()),
+                     "rr_cv_N": float(np.nanmedian(figures.rr_cv[labels == 0])),
+                     "amplitude_ratio_N": float(windows.of_class(0).std() / real_n.std())})
     return rows
-
-
-def torch_step(path: Path) -> int:
-    import torch
-
-    return torch.load(path, weights_only=True, map_location="cpu")["step"]
 
 
 def judged_markdown(rows: list[dict], classes: list[str]) -> str:

@@ -238,19 +238,36 @@ class SampleQualityMonitor:
         device = next(net.parameters()).device
         normalized = generate(net, self.card.noise_schedule(), self.labels, self.card.window_shape,
                               sampler=self.sampler, steps=self.steps, seed=self.seed, device=device)
-        windows = LabeledWindows(to_mv(normalized, self.card.normalization), self.labels)
-        reference, geometry = self.reference, self.reference.geometry
-        auroc_train, auroc_held = [], []
-        for k in self.scored:
-            band = reference.spectral_band
-            auroc_train.append(discriminator_auroc(reference.train_other.of_class(k), windows.of_class(k), self.seed,
-                                                   band=band))
-            auroc_held.append(discriminator_auroc(reference.held_out.of_class(k), windows.of_class(k), self.seed,
-                                                  band=band))
-        over = excursion(windows.windows, geometry.anchor, geometry.fs_hz) > reference.excursion_threshold[self.labels]
-        return {"auroc_train": float(np.mean(auroc_train)), "auroc_held_out": float(np.mean(auroc_held)),
-                "excursion_share": float(over.mean()),
-                "rr_cv": _nanmedian(rhythm_regularity(windows.windows, geometry.fs_hz)[1])}
+        figures = monitor_figures(LabeledWindows(to_mv(normalized, self.card.normalization), self.labels),
+                                  self.reference, self.scored, self.seed)
+        return {"auroc_train": float(np.mean(list(figures.auroc_train.values()))),
+                "auroc_held_out": float(np.mean(list(figures.auroc_held_out.values()))),
+                "excursion_share": float(figures.over.mean()), "rr_cv": _nanmedian(figures.rr_cv)}
+
+
+@dataclass(frozen=True)
+class MonitorFigures:
+    """What the sample monitor reads of a set of windows: per scored class k, the in-band discriminator AUROC
+    against the training patients' and the held-out patients' windows; per window, whether it has an excursion
+    and its RR coefficient of variation (NaN with fewer than three R peaks)."""
+
+    auroc_train: dict[int, float]
+    auroc_held_out: dict[int, float]
+    over: np.ndarray
+    rr_cv: np.ndarray
+
+
+def monitor_figures(windows: LabeledWindows, reference: QualityReference, classes: Sequence[int],
+                    seed: int) -> MonitorFigures:
+    """The figures `SampleQualityMonitor` averages, per class and per window (the quick subset of
+    `score_windows`: no encoder, no TSTR), for the `classes` a discriminator can score."""
+    band, geometry = reference.spectral_band, reference.geometry
+    auroc_train = {k: discriminator_auroc(reference.train_other.of_class(k), windows.of_class(k), seed, band=band)
+                   for k in classes}
+    auroc_held = {k: discriminator_auroc(reference.held_out.of_class(k), windows.of_class(k), seed, band=band)
+                  for k in classes}
+    over = excursion(windows.windows, geometry.anchor, geometry.fs_hz) > reference.excursion_threshold[windows.labels]
+    return MonitorFigures(auroc_train, auroc_held, over, rhythm_regularity(windows.windows, geometry.fs_hz)[1])
 
 
 @dataclass(frozen=True)

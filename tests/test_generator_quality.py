@@ -93,3 +93,16 @@ def test_a_monitor_scores_only_classes_it_can_and_refuses_a_cohort_with_none(qui
     assert reference.judge is None and gq.scoreable_classes(reference) == []
     with pytest.raises(ValueError, match="needs 10 training and held-out windows"):
         gq.SampleQualityMonitor(reference, card=None)
+
+
+def test_the_monitors_figures_tell_spiky_windows_from_the_floor_per_class():
+    reference = gq.reference_from_cohort(toy_cohort(), 40, seed=0, judge=False)
+    floor = gq.monitor_figures(reference.floor, reference, [0, 1, 2], seed=0)
+    spiky = gq.LabeledWindows(reference.floor.windows.copy(), reference.floor.labels)
+    spiky.windows[:, 0, 20:23] += 6.0
+    figures = gq.monitor_figures(spiky, reference, [0, 2], seed=0)
+    assert sorted(figures.auroc_train) == [0, 2] and sorted(floor.auroc_held_out) == [0, 1, 2]
+    assert all(floor.auroc_train[k] < 0.7 and figures.auroc_train[k] > 0.9 for k in (0, 2))
+    assert figures.over.all() and floor.over.mean() <= 0.1
+    assert figures.rr_cv.shape == (len(spiky),)
+    assert np.nanmedian(floor.rr_cv[reference.floor.labels == 0]) < 0.05  # N: regular; S and V: premature

@@ -107,9 +107,11 @@ def markdown_table(results: list[dict]) -> str:
 
 TGDP = "target_real+synthetic:tgdp"
 # (arm, reference arm) pairs compared per classifier seed: TGDP against the untransferred source model (what the
-# guidance adds), the fine-tuning baselines, and the real target windows alone (what any samples add).
+# guidance adds), the fine-tuning baselines, the real target windows alone (what any samples add), and the real
+# source and target windows together (the moonshot: whether sharing the model can replace sharing the source data).
 PAIRED = tuple((TGDP, reference) for reference in ("target_real+synthetic:source_only", "target_real+synthetic:finetune",
-                                                   "target_real+synthetic:finetune_partial", "target_real"))
+                                                   "target_real+synthetic:finetune_partial", "target_real",
+                                                   "source_real+target_real"))
 
 
 def paired_table(results: list[dict], pairs: tuple[tuple[str, str], ...] = PAIRED) -> str:
@@ -131,7 +133,9 @@ def paired_table(results: list[dict], pairs: tuple[tuple[str, str], ...] = PAIRE
 
 
 def _short(arm: str) -> str:
-    """`target_real+synthetic:tgdp` → `real + tgdp`."""
+    """`target_real+synthetic:tgdp` → `real + tgdp`, `source_real+target_real` → `real source + real`."""
+    if arm == "source_real+target_real":
+        return "real source + real"
     return arm.replace("target_real+synthetic:", "real + ").replace("target_real", "real alone")
 
 

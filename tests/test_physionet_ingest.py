@@ -91,3 +91,17 @@ def test_ptbxl_device_recipe_reads_12_leads_with_superclasses(tmp_path):
     assert source.meta["record"].str.fullmatch(r"[1-9][0-9]*").all(), "records are named by ecg_id, as the filters are"
     folds = source.meta.groupby("split")["strat_fold"].agg(lambda f: set(f))
     assert folds["test"] == {10} and folds["val"] == {9}
+
+
+def test_the_lead_shift_recipe_reads_ds1_in_mlii_and_ds2_in_v1_with_disjoint_patients(tmp_path):
+    physionet_db("mitdb")
+    config = load_config(REPO / "configs/mitdb_ds1_to_ds2_v1.toml", [f"data_root={PHYSIONET.as_posix()!r}", "workers=2"])
+    run = RunDir.open(config, tmp_path)
+    ingest_stage(config, run)
+    source, target = read_cohort(run.path / "cohorts/source"), read_cohort(run.path / "cohorts/target")
+    assert source.info["leads"] == ["MLII"] and target.info["leads"] == ["V1"]
+    assert source.info["records_used"] == 22 and target.info["records_used"] == 17
+    assert set(source.meta["patient"]) & set(target.meta["patient"]) == set()
+    assert set(target.meta["record"]) & {"100", "103", "117", "123", "202"} == set()
+    assert target.meta.loc[target.meta.split == "train", "patient"].nunique() == 5
+    assert set(target.meta["label"]) == {"N", "S", "V"}

@@ -20,6 +20,15 @@ def test_recipe_names_the_shipped_model_and_it_is_found_by_name():
     assert (PRETRAINED / "model.pt").is_file() and (PRETRAINED / "MODEL_CARD.md").is_file()
 
 
+def test_the_lead_shift_recipe_adopts_the_ds1_model_shipped_for_it():
+    config = load_config(REPO / "configs/mitdb_ds1_to_ds2_v1.toml")
+    path = pretrained_path(config.source_model.pretrained)
+    assert path == REPO / "models/pretrained/mitdb_ds1_nsv_4s/model.pt" and (path.parent / "MODEL_CARD.md").is_file()
+    card = DiffusionModel.load(path).card
+    assert list(card.classes) == ["N", "S", "V"]
+    assert card.leads == ("MLII",) and card.fs_hz == config.windows.fs_hz and card.window_s == config.windows.window_s
+
+
 def test_pretrained_model_samples_beat_windows_of_every_class():
     model = DiffusionModel.load(PRETRAINED / "model.pt")
     card = model.card

@@ -40,6 +40,7 @@ class NetConfig:
     width: int = 64  # channels (conv) or hidden units (mlp); also the embedding width
     depth: int = 3  # conv stages (each halves T) or hidden MLP layers
     time_conditioned: bool = False  # True for c'(x_t, y, t) and h_ψ(x_t, y, t); False for c(x_0, y)
+    label_aware: bool = True  # False: y is ignored (one shared embedding), c(x) and h(x_t, t) of the marginals
 
     def __post_init__(self) -> None:
         if self.kind not in NET_KINDS:
@@ -72,7 +73,7 @@ class ConditionedNet(nn.Module):
         super().__init__()
         self.config = config
         w = config.width
-        self.label_emb = nn.Embedding(config.num_classes, w)
+        self.label_emb = nn.Embedding(config.num_classes if config.label_aware else 1, w)
         self.time_mlp = nn.Sequential(nn.Linear(w, w), nn.SiLU(), nn.Linear(w, w)) if config.time_conditioned else None
         if config.kind == "conv":
             self.stem = nn.Conv1d(config.in_dim, w, 7, padding=3)
@@ -89,7 +90,7 @@ class ConditionedNet(nn.Module):
         if (t is None) == self.config.time_conditioned:
             need = "needs timesteps t" if self.config.time_conditioned else "is not time-conditioned; pass no t"
             raise ValueError(f"ConditionedNet {need}")
-        emb = self.label_emb(y)
+        emb = self.label_emb(y if self.config.label_aware else torch.zeros_like(y))
         if self.time_mlp is not None:
             emb = emb + self.time_mlp(timestep_embedding(t, self.config.width))
         h = self.stem(x if self.config.kind == "conv" else x.reshape(len(x), -1))

@@ -232,6 +232,8 @@ class TGDPSettings:
     network: str = "conv"  # "conv" for windows [N, leads, T]; "mlp" for points [N, ...], flattened
     width: int = 64  # channels (conv) or hidden units (mlp) of the classifiers and the guidance network
     depth: int = 3
+    label_aware: bool = True  # the conditional TGDP: c, c' and h_ψ see the label y (ratios per class); False: the
+    #                           marginal ratio q(x)/p(x) guides every class alike (the ablation's row)
     time_domain: DomainTraining = field(default_factory=DomainTraining)  # c'(x_t, y, t): both estimators
     refine_steps: int = 0  # time_classifier: steps of BCE + η₂ · consistency on target windows after the BCE fit
     domain: DomainTraining = field(default_factory=DomainTraining)  # c(x_0, y): regression only
@@ -257,8 +259,10 @@ class TGDPSettings:
         })
 
     def fit_settings(self) -> dict:
-        """Everything but w: what a fit depends on (its cache key)."""
-        return {key: value for key, value in asdict(self).items() if key != "transfer_scale"}
+        """Everything but w: what a fit depends on (its cache key). label_aware, added after fits were cached, is
+        left out at its default, so those fits stay current."""
+        return {key: value for key, value in asdict(self).items()
+                if key != "transfer_scale" and not (key == "label_aware" and value)}
 
 
 @dataclass

@@ -90,7 +90,7 @@ def fit_tgdp(
     (source_x, source_y), (target_x, target_y) = source, target
     in_dim = source_x.shape[1] if settings.network == "conv" else int(np.prod(source_x.shape[1:]))
     net = NetConfig(kind=settings.network, in_dim=in_dim, num_classes=num_classes, width=settings.width,
-                    depth=settings.depth)
+                    depth=settings.depth, label_aware=settings.label_aware)
     held_out = None
     if source_val is not None and target_val is not None:
         held_out = HeldOut(*source_val, *target_val, seed=settings.time_domain.seed + 7)

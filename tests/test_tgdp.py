@@ -118,6 +118,23 @@ def test_trained_domain_classifier_recovers_the_label_conditional_ratio(balanced
         assert (estimate - _log_ratio(x[:, 0], shift)).abs().mean() < 0.3, label
 
 
+def test_label_free_classifier_learns_the_marginal_ratio_for_every_label():
+    """label_aware = False (the ablation's row) on the data above: one ratio q(x)/p(x) = cosh(x) e^(−1/2) for both
+    labels, which is wrong for each of them."""
+    g = _seed()
+    source_y, target_y = torch.arange(8000) % 2, torch.arange(4000) % 2
+    source_x = torch.randn(8000, 1, generator=g)
+    target_x = torch.randn(4000, 1, generator=g) + (1 - 2 * target_y[:, None].float()) * SHIFT
+    config = NetConfig(kind="mlp", in_dim=1, num_classes=2, width=32, depth=2, label_aware=False)
+    classifier = train_domain_classifier(DomainClassifier(config), source_x, source_y, target_x, target_y,
+                                         DomainTraining(steps=400, lr=1e-2))
+    x = torch.linspace(-1.5, 1.5, 31)[:, None]
+    by_label = [classifier.ratio(x, torch.full((31,), label)).log() for label in (0, 1)]
+    assert torch.equal(by_label[0], by_label[1])
+    assert (by_label[0] - (torch.cosh(x[:, 0]).log() - 0.5)).abs().mean() < 0.2
+    assert classifier.net.label_emb.num_embeddings == 1
+
+
 def test_time_dependent_classifier_recovers_the_noised_ratio():
     """c'(x_t, y, t)/(1 − c') estimates q_t/p_t = exp(α_t x − α_t²/2), the cycle regularizer's target."""
     g = _seed(1)

@@ -152,6 +152,17 @@ def test_diagnostics_of_domains_separable_only_at_small_t():
     assert {row["phase"] for row in fit.log} == {"time_classifier"}
 
 
+def test_label_aware_reaches_the_fitted_network_and_the_cache_key_only_when_switched_off():
+    g = torch.Generator().manual_seed(4)
+    x, y = torch.randn(400, 1, generator=g), torch.arange(400) % 2
+    settings = TGDPSettings(network="mlp", width=32, label_aware=False, time_domain=DomainTraining(steps=20))
+    fit = fit_tgdp(_source_eps, SCHEDULE, (x, y), (x + 1, y), settings, num_classes=2)
+    assert fit.network.config.label_aware is False
+    assert settings.fit_settings()["label_aware"] is False
+    # fits cached before the switch existed keep their key
+    assert "label_aware" not in TGDPSettings().fit_settings()
+
+
 def test_scores_by_band_groups_by_t():
     t = np.repeat([5, 15, 25, 35], 50)
     domain = np.tile([False, True], 100)

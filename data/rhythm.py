@@ -70,6 +70,18 @@ def detect_r_peaks(lead: np.ndarray, fs_hz: float) -> np.ndarray:
     return np.unique(np.asarray(peaks, dtype=np.int64))
 
 
+def window_beats(windows: np.ndarray, fs_hz: float, anchor: int | None) -> list[np.ndarray]:
+    """The R peaks of each window [N, leads, T] (first lead, `detect_r_peaks`), with the anchor beat at `anchor` added
+    where the detector missed it (`anchor_rr`): the rhythm a rhythm-channel model is given (`models.rhythm`)."""
+    beats = []
+    for window in np.asarray(windows):
+        peaks = detect_r_peaks(window[0], fs_hz)
+        if anchor is not None and not np.any(np.abs(peaks - anchor) <= ANCHOR_SEARCH_S * fs_hz):
+            peaks = np.sort(np.append(peaks, anchor))
+        beats.append(peaks)
+    return beats
+
+
 def anchor_rr(peaks: np.ndarray, anchor: int, fs_hz: float) -> tuple[int, float, float, float]:
     """(anchor beat's sample, RR before it, RR after it, mean RR of the window) in seconds, NaN where absent.
 

@@ -37,7 +37,7 @@ from ecg_tgdp.evaluation.discriminator import discriminator_auroc
 from ecg_tgdp.evaluation.downstream import DownstreamClassifier
 from ecg_tgdp.evaluation.fidelity import encoder_features, fidelity_per_class, train_encoder
 from ecg_tgdp.models.classifier import ClassifierTraining, ECGClassifier, predict
-from ecg_tgdp.models.generate import generate, to_mv
+from ecg_tgdp.models.generate import DiffusionModel
 from ecg_tgdp.models.model_card import ModelCard
 from ecg_tgdp.models.settings import DEFAULT_SAMPLER, DEFAULT_STEPS
 
@@ -235,11 +235,9 @@ class SampleQualityMonitor:
                              "some class; this cohort has fewer of every class")
 
     def __call__(self, net) -> dict[str, float]:
-        device = next(net.parameters()).device
-        normalized = generate(net, self.card.noise_schedule(), self.labels, self.card.window_shape,
-                              sampler=self.sampler, steps=self.steps, seed=self.seed, device=device)
-        figures = monitor_figures(LabeledWindows(to_mv(normalized, self.card.normalization), self.labels),
-                                  self.reference, self.scored, self.seed)
+        model = DiffusionModel(net, self.card.noise_schedule(), self.card)
+        windows = model.sample_mv(self.labels, sampler=self.sampler, steps=self.steps, seed=self.seed, clip=False)
+        figures = monitor_figures(LabeledWindows(windows, self.labels), self.reference, self.scored, self.seed)
         return {"auroc_train": float(np.mean(list(figures.auroc_train.values()))),
                 "auroc_held_out": float(np.mean(list(figures.auroc_held_out.values()))),
                 "excursion_share": float(figures.over.mean()), "rr_cv": _nanmedian(figures.rr_cv)}

@@ -21,6 +21,7 @@ from ecg_tgdp.models.density_ratio import DomainClassifier, NetConfig
 from ecg_tgdp.models.guidance import GuidanceNet, LogHFn, classifier_log_h, fade_weight, guided_denoiser_from_log_h
 from ecg_tgdp.models.model_card import ModelCard
 from ecg_tgdp.models.model_file import ModelFile
+from ecg_tgdp.models.rhythm import beat_markers, marker_width, with_rhythm
 from ecg_tgdp.models.samplers import DenoiserFn, classifier_free_guidance, sample
 from ecg_tgdp.models.settings import DEFAULT_SAMPLER, DEFAULT_STEPS, TransferSettings
 from ecg_tgdp.models.schedule import NoiseSchedule
@@ -63,15 +64,20 @@ class DiffusionModel:
     def method(self) -> str:
         return self.card.method
 
-    def denoiser(self, cfg_scale: float = 1.0, transfer_scale: float | None = None) -> DenoiserFn:
+    def denoiser(self, cfg_scale: float = 1.0, transfer_scale: float | None = None,
+                 rhythm: Tensor | None = None) -> DenoiserFn:
         """The model's ε function: classifier-free guidance at `cfg_scale` (1 = plain conditional), then the
         transfer method's guidance at weight w = `transfer_scale`, or the method's default w when None
-        (`TransferSettings.transfer_scale`; the composition at a CFG scale ≠ 1 is stated in `models.guidance`)."""
-        eps = classifier_free_guidance(self.net, self.net.null_class, cfg_scale)
+        (`TransferSettings.transfer_scale`; the composition at a CFG scale ≠ 1 is stated in `models.guidance`).
+        A rhythm-channel model's ε function is for one batch of windows, whose R-peak markers are `rhythm` [B, T]."""
+        net, reference = self.net, self.reference
+        if rhythm is not None:
+            net, reference = with_rhythm(net, rhythm), reference and with_rhythm(reference, rhythm)
+        eps = classifier_free_guidance(net, self.net.null_class, cfg_scale)
         scale = TransferSettings().transfer_scale(self.method) if transfer_scale is None else transfer_scale
         scale = 1.0 if scale is None else scale
         if self.reference is not None:
-            return domain_guidance(classifier_free_guidance(self.reference, self.net.null_class, cfg_scale), eps, scale)
+            return domain_guidance(classifier_free_guidance(reference, self.net.null_class, cfg_scale), eps, scale)
         if self.log_h is not None:
             return guided_denoiser_from_log_h(eps, self.log_h, self.schedule, scale, self.guidance_weight)
         return eps
@@ -83,13 +89,31 @@ class DiffusionModel:
 
     def sample_mv(self, labels: np.ndarray, *, sampler: str = DEFAULT_SAMPLER, steps: int = DEFAULT_STEPS, seed: int = 0,
                   batch_size: int = 256, cfg_scale: float = 1.0, transfer_scale: float | None = None,
-                  clip: bool = True, progress: bool = False) -> np.ndarray:
+                  clip: bool = True, progress: bool = False, beats: list[np.ndarray] | None = None) -> np.ndarray:
         """Windows [len(labels), leads, T] in mV for class indices `labels`, sampled with `generate`; x̂_0 clipped
-        at the card's level when it has one, unless `clip` is False."""
-        normalized = generate(self.denoiser(cfg_scale, transfer_scale), self.schedule, labels, self.window_shape,
-                              sampler=sampler, steps=steps, seed=seed, batch_size=batch_size, device=self.net_device,
-                              clip_x0=self.card.clip_x0 if clip else None, progress=progress)
+        at the card's level when it has one, unless `clip` is False. A rhythm-channel model draws each window's
+        rhythm from its card's bank (seeded by `seed`), or takes it from `beats` (R-peak samples per window)."""
+        rhythm = self.rhythm_markers(labels, seed, beats)
+        denoiser = self.denoiser(cfg_scale, transfer_scale) if rhythm is None else \
+            (lambda markers: self.denoiser(cfg_scale, transfer_scale, markers))
+        normalized = generate(denoiser, self.schedule, labels, self.window_shape, sampler=sampler, steps=steps,
+                              seed=seed, batch_size=batch_size, device=self.net_device,
+                              clip_x0=self.card.clip_x0 if clip else None, progress=progress, rhythm=rhythm)
         return self.to_mv(normalized)
+
+    def rhythm_markers(self, labels: np.ndarray, seed: int, beats: list[np.ndarray] | None = None) -> Tensor | None:
+        """R-peak markers [len(labels), T] of the windows to sample (from `beats`, else drawn from the card's bank);
+        None for a model without a rhythm channel, which takes no beats."""
+        bank, length = self.card.rhythms(), self.window_shape[1]
+        if bank is None:
+            if beats is not None:
+                raise ValueError("this model has no rhythm channel; it takes no beats")
+            return None
+        if beats is None:
+            beats = bank.draw(labels, self.classes, seed)
+        elif len(beats) != len(labels):
+            raise ValueError(f"{len(beats)} rhythms for {len(labels)} windows")
+        return beat_markers(beats, length, marker_width(length, self.net.config.anchor_width))
 
     def to_mv(self, x: Tensor | np.ndarray) -> np.ndarray:
         """Undo the per-lead normalization: x · std + mean, as float32 [N, leads, T] in mV."""
@@ -138,7 +162,7 @@ def labels_for_mix(n: int, mix: dict[str, float], classes: list[str]) -> np.ndar
 
 
 def generate(
-    denoiser: DenoiserFn,
+    denoiser: DenoiserFn | Callable[[Tensor], DenoiserFn],
     schedule: NoiseSchedule,
     labels: np.ndarray,
     shape: tuple[int, int],
@@ -150,9 +174,11 @@ def generate(
     device: torch.device | str = "cpu",
     clip_x0: float | None = None,
     progress: bool = False,
+    rhythm: Tensor | None = None,
 ) -> np.ndarray:
     """Sample normalized windows [len(labels), leads, T] in batches from one seeded generator; x̂_0 clipped to
-    ±`clip_x0` at every step when given (the model card's value)."""
+    ±`clip_x0` at every step when given (the model card's value). For a rhythm-channel model `rhythm` [len(labels),
+    T] holds the windows' R-peak markers and `denoiser` is a function of a batch's markers giving its ε function."""
     generator = torch.Generator().manual_seed(seed)
     out = []
     batches = range(0, len(labels), batch_size)
@@ -162,7 +188,8 @@ def generate(
         batches = tqdm(batches, desc=f"sample ({sampler}, {steps} steps)", unit="batch")
     for start in batches:
         y = torch.as_tensor(labels[start : start + batch_size], dtype=torch.long)
-        x = sample(denoiser, schedule, (len(y), *shape), y, sampler=sampler, steps=steps, generator=generator,
+        batch_denoiser = denoiser if rhythm is None else denoiser(rhythm[start : start + batch_size])
+        x = sample(batch_denoiser, schedule, (len(y), *shape), y, sampler=sampler, steps=steps, generator=generator,
                    clip_x0=clip_x0, device=device)
         out.append(x.detach().cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, *shape), dtype=np.float32)

@@ -13,6 +13,7 @@ import platform
 from dataclasses import MISSING, asdict, dataclass, field, fields, replace
 from importlib import metadata
 
+from ecg_tgdp.models.rhythm import RhythmBank
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.unet import UNet1D, UNetConfig
 
@@ -62,6 +63,8 @@ class ModelCard:
     method: str = "source"  # the transfer method that made it ("source": the source model itself)
     target: str | None = None  # the target cohort's database, for a transferred model
     clip_x0: float | None = None  # samplers clip x̂_0 to ±this (normalized units; `x0_clip_for`)
+    rhythm_bank: dict | None = None  # rhythm-channel models: class name → R-peak positions of real training windows
+    #                                  (`models.rhythm.RhythmBank`), the rhythms sampling draws from
     built_by: dict = field(default_factory=_built_by)  # package versions
 
     def __post_init__(self) -> None:
@@ -69,6 +72,9 @@ class ModelCard:
         object.__setattr__(self, "leads", tuple(self.leads))
         if not self.classes or not self.leads or not self.fs_hz > 0 or not self.window_s > 0:
             raise ModelCardError(f"model card: classes, leads, fs_hz > 0 and window_s > 0 are needed, got {self}")
+        if bool(self.unet.get("rhythm_channel")) != (self.rhythm_bank is not None):
+            raise ModelCardError("model card: a rhythm-channel network needs a rhythm_bank, and only such a network "
+                                 "has one")
         if len(self.normalization.get("mean", ())) != len(self.leads):
             raise ModelCardError(f"model card: normalization has {len(self.normalization.get('mean', ()))} means "
                                  f"for {len(self.leads)} leads")
@@ -95,6 +101,10 @@ class ModelCard:
     def updated(self, **changes) -> ModelCard:
         """A copy with some fields changed (a transferred model's method, target, w)."""
         return replace(self, **changes)
+
+    def rhythms(self) -> RhythmBank | None:
+        """The rhythm bank of a rhythm-channel model; None for any other."""
+        return None if self.rhythm_bank is None else RhythmBank(self.rhythm_bank)
 
     def unet_config(self) -> UNetConfig:
         return UNetConfig(**self.unet)

@@ -54,6 +54,8 @@ class UNetConfig:
     anchor: float | None = None  # beat windows: where the labeled beat sits, as a fraction of the window; adds a
     #                              Gaussian marker channel there (width `anchor_width`, a fraction of the window too)
     anchor_width: float = 0.02
+    rhythm_channel: bool = False  # an input channel marking every R peak of the window (models.rhythm): the rhythm
+    #                               is given at training and sampling, only the waveform is generated
     prediction: str = "epsilon"  # what the network's raw output is: "epsilon" (Ho et al. 2020) or "v" = α ε − σ x_0
     #                              (Salimans & Ho 2022); UNet1D returns ε either way (module models.unet)
 

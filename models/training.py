@@ -91,7 +91,7 @@ def lr_factor(step: int, config: TrainConfig) -> float:
 
 
 def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor, eps: Tensor,
-                   min_snr_gamma: float = 0.0, target: str = "epsilon") -> Tensor:
+                   min_snr_gamma: float = 0.0, target: str = "epsilon", rhythm: Tensor | None = None) -> Tensor:
     """The denoising loss over x0, eps [B, leads, T], t, y [B], in float32 also when the model ran under autocast.
 
     target "epsilon": Ho et al. 2020 eq. 14, mean ‖ε − ε_θ(x_t, t, y)‖², which weighs the x_0 error by SNR_t, so the
@@ -99,17 +99,19 @@ def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor,
     ‖v − v_θ(x_t, t, y)‖² with v = α_t ε − σ_t x_0 (Salimans & Ho 2022 §4), the network's own output: the x_0 error
     weighed by SNR_t + 1, at least 1 everywhere. With γ > 0 each window's term is reweighted to weigh the x_0
     error by min(SNR_t, γ), the Min-SNR-γ weighting (Hang et al. 2023, eq. 9), so the nearly clean timesteps,
-    which a network learns first, stop dominating the gradient.
+    which a network learns first, stop dominating the gradient. `rhythm` [B, T]: the windows' R-peak markers, for a
+    rhythm-channel network (`models.rhythm`).
     """
+    conditions = {} if rhythm is None else {"rhythm": rhythm}
     x_t = schedule.add_noise(x0, eps, t)
     alpha, sigma = schedule.alpha(t), schedule.sigma(t)
     snr = (alpha / sigma) ** 2
     if target == "v":
         shape = (-1,) + (1,) * (x0.ndim - 1)
         v = alpha.view(shape) * eps - sigma.view(shape) * x0
-        squared, per_x0_error = (model(x_t, t, y, raw=True).float() - v) ** 2, snr + 1
+        squared, per_x0_error = (model(x_t, t, y, raw=True, **conditions).float() - v) ** 2, snr + 1
     else:
-        squared, per_x0_error = (model(x_t, t, y).float() - eps) ** 2, snr
+        squared, per_x0_error = (model(x_t, t, y, **conditions).float() - eps) ** 2, snr
     if min_snr_gamma <= 0:
         return squared.mean()
     weight = snr.clamp(max=min_snr_gamma) / per_x0_error
@@ -118,9 +120,10 @@ def diffusion_loss(model: nn.Module, schedule, x0: Tensor, y: Tensor, t: Tensor,
 
 @torch.no_grad()
 def validation_loss(model: nn.Module, schedule, x: Tensor, y: Tensor, batch_size: int, generator: torch.Generator,
-                    device: torch.device | str = "cpu") -> float:
-    """Eq. 14 averaged over all windows x [N, leads, T] in eval mode; t and ε come from `generator`,
-    so one seeded the same way each time makes evaluations comparable."""
+                    device: torch.device | str = "cpu", rhythm: Tensor | None = None) -> float:
+    """Eq. 14 averaged over all windows x [N, leads, T] (R-peak markers `rhythm` [N, T] for a rhythm-channel
+    network) in eval mode; t and ε come from `generator`, so one seeded the same way each time makes evaluations
+    comparable."""
     was_training = model.training
     model.eval()
     total = torch.zeros((), dtype=torch.float64, device=device)
@@ -129,7 +132,8 @@ def validation_loss(model: nn.Module, schedule, x: Tensor, y: Tensor, batch_size
         t = torch.randint(schedule.num_steps, (len(x0),), generator=generator)
         eps = torch.randn(x0.shape, generator=generator, dtype=x0.dtype)
         x0, labels, t, eps = (v.to(device) for v in (x0, labels, t, eps))
-        total += diffusion_loss(model, schedule, x0, labels, t, eps).double() * len(x0)
+        markers = None if rhythm is None else rhythm[start:start + batch_size].to(device)
+        total += diffusion_loss(model, schedule, x0, labels, t, eps, rhythm=markers).double() * len(x0)
     model.train(was_training)
     return total.item() / len(x)
 
@@ -175,11 +179,13 @@ def train_diffusion(
     model: nn.Module, schedule, train_x: Tensor, train_y: Tensor, config: TrainConfig, out_dir: Path, *,
     val_x: Tensor | None = None, val_y: Tensor | None = None, device: torch.device | str = "cpu",
     card: dict | None = None, progress: bool = True, monitor: Monitor | None = None,
+    train_rhythm: Tensor | None = None, val_rhythm: Tensor | None = None,
 ) -> TrainResult:
     """Train `model` (an ε function, eq. 14) on train_x [N, leads, T] float, train_y [N] long; resume from
     out_dir/checkpoint.pt when it exists (return at once if that run reached `steps` or stopped early).
     Validations (every config.val_every steps) need val_x and val_y, or a `monitor`, or both; best.pt holds
-    the best one (module docstring). Under an initialized process group the model runs in DDP and rank 0
+    the best one (module docstring). A rhythm-channel network needs the windows' R-peak markers, train_rhythm
+    [N, T] (and val_rhythm with val_x). Under an initialized process group the model runs in DDP and rank 0
     alone writes files."""
     started = time.perf_counter()
     _check_windows(train_x, train_y, "train")
@@ -188,6 +194,7 @@ def train_diffusion(
     if val_x is not None:
         _check_windows(val_x, val_y, "val")
     check_plain(card or {}, where="card")  # fail now, not at the first checkpoint
+    _check_rhythm(model, (("train", train_x, train_rhythm), ("val", val_x, val_rhythm)))
     prediction = getattr(getattr(model, "config", None), "prediction", "epsilon")
     if config.loss_target == "v" and prediction != "v":
         raise ValueError(f"loss_target 'v' regresses the network's own output, which must be v; this network "
@@ -196,7 +203,7 @@ def train_diffusion(
     # dropout inside the model draws from the global generators: fork them, give them back untouched
     with torch.random.fork_rng(devices=[] if device.type == "cpu" else [device.index], device_type=device.type):
         run = _Run(model, schedule, config, Path(out_dir), device, card or {}, (train_x, train_y, val_x, val_y),
-                   monitor)
+                   (train_rhythm, val_rhythm), monitor)
         if run.checkpoint_path.exists():
             run.resume()
         run.loop(progress)
@@ -209,9 +216,10 @@ class _Run:
     """The state of one training call; its methods are the steps of the loop."""
 
     def __init__(self, model: nn.Module, schedule, config: TrainConfig, out_dir: Path, device: torch.device,
-                 card: dict, data: tuple, monitor: Monitor | None):
+                 card: dict, data: tuple, rhythm: tuple, monitor: Monitor | None):
         self.schedule, self.config, self.out_dir, self.device, self.card = schedule, config, out_dir, device, card
         self.train_x, self.train_y, self.val_x, self.val_y = data
+        self.train_rhythm, self.val_rhythm = rhythm
         self.monitor = monitor
         self.selected_on = "val_loss" if monitor is None else monitor.score
         self.columns = LOG_COLUMNS + (() if monitor is None else tuple(monitor.columns))
@@ -263,9 +271,11 @@ class _Run:
             dropped = torch.rand(len(y), generator=noise) < self.config.label_dropout
             y = torch.where(dropped.to(y.device), self.null_class, y)
         x0, y, t, eps = (v.to(self.device, non_blocking=True) for v in (x0, y, t, eps))
+        markers = None if self.train_rhythm is None else \
+            self.train_rhythm[index.to(self.train_rhythm.device)].to(self.device, non_blocking=True)
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.config.bf16):
             loss = diffusion_loss(self.net, self.schedule, x0, y, t, eps, self.config.min_snr_gamma,
-                                  self.config.loss_target)
+                                  self.config.loss_target, rhythm=markers)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grad_norm = nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip or math.inf)
@@ -293,7 +303,8 @@ class _Run:
             if self.val_x is not None:
                 generator = torch.Generator().manual_seed(_seed(self.config.seed, 0, _VALIDATION))
                 results["val_loss"] = validation_loss(self.ema.module, self.schedule, self.val_x, self.val_y,
-                                                      self.config.batch_size, generator, self.device)
+                                                      self.config.batch_size, generator, self.device,
+                                                      self.val_rhythm)
             if self.monitor is not None:  # its random draws must not move the training streams (exact resume)
                 with torch.random.fork_rng(devices=[] if self.device.type == "cpu" else [self.device.index],
                                            device_type=self.device.type):
@@ -415,6 +426,19 @@ def _check_windows(x: Tensor, y: Tensor, name: str) -> None:
                          f"got {tuple(x.shape)} and {tuple(y.shape)}")
     if y.is_floating_point():
         raise ValueError(f"{name}_y must hold integer class indices, got {y.dtype}")
+
+
+def _check_rhythm(model: nn.Module, parts) -> None:
+    """R-peak markers [N, T] for every given split of a rhythm-channel network, none for any other."""
+    needed = getattr(getattr(model, "config", None), "rhythm_channel", False)
+    for name, x, markers in parts:
+        if x is None:
+            continue
+        if needed != (markers is not None):
+            raise ValueError(f"{name}_rhythm: a rhythm-channel network needs the windows' R-peak markers"
+                             if needed else f"{name}_rhythm given, but this network has no rhythm channel")
+        if markers is not None and tuple(markers.shape) != (len(x), x.shape[-1]):
+            raise ValueError(f"{name}_rhythm must be [N, T] = {(len(x), x.shape[-1])}, got {tuple(markers.shape)}")
 
 
 def _truncate_log(path: Path, step: int, columns: tuple[str, ...]) -> None:

@@ -13,6 +13,8 @@ over the window, is concatenated to the input to tell it where it is; in a 4 s c
 window that ramp changes too little per sample to pin one beat among five (a model with it
 alone put a QRS at the anchor in 30% of its samples), so an anchor channel, a Gaussian marker
 at the labeled beat, tells it which beat the class label is about.
+With `rhythm_channel` a third channel marks every R peak of the window, given with each
+window (`models.rhythm`): where the other beats go is then no longer the network's to invent.
 
 The network always returns ε, whatever its raw output means (`UNetConfig.prediction`). With "v"
 (Salimans & Ho 2022 §4, v = α_t ε − σ_t x_0) the raw output F is turned into ε = α_t F + σ_t x_t, so
@@ -123,7 +125,7 @@ class UNet1D(nn.Module):
         widths = [c * m for m in config.channel_mults]
         self.time_mlp = nn.Sequential(nn.Linear(c, emb_dim), nn.SiLU(), nn.Linear(emb_dim, emb_dim))
         self.class_emb = nn.Embedding(config.num_classes + 1, emb_dim)
-        extra_channels = int(config.position_channel) + int(config.anchor is not None)
+        extra_channels = int(config.position_channel) + int(config.anchor is not None) + int(config.rhythm_channel)
         self.stem = nn.Conv1d(config.leads + extra_channels, c, 3, padding=1)
 
         # self-attention after the residual blocks of the `attention_levels` lowest resolutions (no weights elsewhere,
@@ -164,17 +166,23 @@ class UNet1D(nn.Module):
         """The label that means "no class" (classifier-free guidance's unconditional model)."""
         return self.config.num_classes
 
-    def forward(self, x: Tensor, t: Tensor, y: Tensor, raw: bool = False) -> Tensor:
+    def forward(self, x: Tensor, t: Tensor, y: Tensor, raw: bool = False, rhythm: Tensor | None = None) -> Tensor:
         """x_t [B, leads, L] (any L), t [B] integer timesteps (float ones for ε-prediction only), y [B] long in
         [0, num_classes] → ε [B, leads, L]; with `raw`, the network's own output (v for a v-predictor), which a
-        v-MSE loss regresses."""
+        v-MSE loss regresses. A rhythm-channel network needs `rhythm` [B, L], its windows' R-peak markers
+        (`models.rhythm.beat_markers`); any other takes none."""
         x_t, length = x, x.shape[-1]
+        if (rhythm is None) == self.config.rhythm_channel:
+            raise ValueError("this U-Net has a rhythm channel: pass rhythm [B, L] (models.rhythm.beat_markers)"
+                             if self.config.rhythm_channel else "this U-Net has no rhythm channel; pass no rhythm")
         position = torch.linspace(-1.0, 1.0, length, device=x.device, dtype=x.dtype)
         if self.config.position_channel:
             x = torch.cat([x, position.expand(len(x), 1, length)], dim=1)
         if self.config.anchor is not None:
             distance = ((position + 1) / 2 - self.config.anchor) / self.config.anchor_width
             x = torch.cat([x, torch.exp(-0.5 * distance ** 2).expand(len(x), 1, length)], dim=1)
+        if rhythm is not None:
+            x = torch.cat([x, rhythm.to(x.dtype)[:, None, :]], dim=1)
         multiple = 2 ** (len(self.config.channel_mults) - 1)
         h = F.pad(x, (0, -length % multiple))  # zero-pad on the right so every halving is exact
         emb = self.time_mlp(timestep_embedding(t, self.config.base_channels)) + self.class_emb(y)

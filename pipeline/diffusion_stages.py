@@ -13,12 +13,13 @@ from ecg_tgdp.data.store import read_cohort
 from ecg_tgdp.models.generate import DiffusionModel, labels_for_mix
 from ecg_tgdp.models.model_file import ModelFile
 from ecg_tgdp.models.model_card import ModelCard, x0_clip_for
+from ecg_tgdp.models.rhythm import RhythmBank
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.training import train_diffusion
 from ecg_tgdp.models.unet import UNetConfig
 from ecg_tgdp.pipeline.config import Config, ConfigError
 from ecg_tgdp.pipeline.distributed import is_main_rank, on_main_rank
-from ecg_tgdp.pipeline.runtime import prepare_out_dir, resolve_device, seeded_unet
+from ecg_tgdp.pipeline.runtime import prepare_out_dir, resolve_device, seeded_unet, window_rhythm
 from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
 
 
@@ -50,12 +51,17 @@ def train_source_stage(config: Config, run: RunDir, force: bool = False) -> Path
         name: (torch.from_numpy(cohort.normalized(part.windows)), torch.tensor(part.meta["label_index"].to_numpy()))
         for name, part in (("train", train), ("val", val))
     }
-    card = card_for_cohort(cohort.info, unet, schedule, x0_clip_for(tensors["train"][0].numpy()))
+    rhythm, bank = {}, None
+    if unet.rhythm_channel:
+        (train_beats, rhythm["train_rhythm"]), (_, rhythm["val_rhythm"]) = (
+            window_rhythm(part.windows, cohort.info, unet.anchor_width) for part in (train, val))
+        bank = RhythmBank.from_windows(train_beats, tensors["train"][1].numpy(), cohort.classes, seed=config.seed)
+    card = card_for_cohort(cohort.info, unet, schedule, x0_clip_for(tensors["train"][0].numpy()), bank)
     device = resolve_device(config.device)
     result = train_diffusion(
         seeded_unet(unet, schedule, config.seed), schedule, *tensors["train"], replace(settings.training, seed=config.seed),
         out_dir, val_x=tensors["val"][0], val_y=tensors["val"][1], device=device, card=card.to_dict(),
-        monitor=_sample_monitor(settings, cohort, card, config.seed, device),
+        monitor=_sample_monitor(settings, cohort, card, config.seed, device), **rhythm,
     )
     on_main_rank(lambda: ModelFile.from_training(out_dir).save(checkpoint))
     print(f"train-source: {result.steps_done} steps, best {result.selected_on} {result.best_score}, → {checkpoint}")
@@ -82,14 +88,16 @@ def _sample_monitor(settings, cohort, card: ModelCard, seed: int, device):
         raise ConfigError(f"source_model.selection = 'samples': {error}; use 'val_loss'") from None
 
 
-def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule, clip_x0: float | None) -> ModelCard:
-    """The model card of a source model trained on the cohort `info` (its cohort.json) describes."""
+def card_for_cohort(info: dict, unet: UNetConfig, schedule: NoiseSchedule, clip_x0: float | None,
+                    rhythm_bank: RhythmBank | None = None) -> ModelCard:
+    """The model card of a source model trained on the cohort `info` (its cohort.json) describes; a rhythm-channel
+    network's carries the bank of its training windows' rhythms."""
     return ModelCard(
         classes=info["classes"], leads=info["leads"], fs_hz=info["fs_hz"], window_s=info["window_s"],
         anchor_s=info.get("anchor_s"), normalization=info["normalization"],
         unet={**asdict(unet), "channel_mults": list(unet.channel_mults)}, schedule=schedule.card(),
         amplitude_normalization=info.get("amplitude_normalization", "none"), trained_on=info["database"],
-        clip_x0=clip_x0,
+        clip_x0=clip_x0, rhythm_bank=None if rhythm_bank is None else rhythm_bank.to_card(),
     )
 
 

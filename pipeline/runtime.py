@@ -1,11 +1,15 @@
-"""What every stage needs around the library: the device, seeded initial weights and its training folder."""
+"""What every stage needs around the library: the device, seeded initial weights, its training folder and the
+R-peak markers of a rhythm-channel model's windows."""
 from __future__ import annotations
 
 import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from ecg_tgdp.data.rhythm import window_beats
+from ecg_tgdp.models.rhythm import beat_markers, marker_width
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.seeding import seeded
 from ecg_tgdp.models.unet import UNet1D, UNetConfig
@@ -42,3 +46,12 @@ def fingerprint_changed(out_dir: Path, fingerprint: str) -> bool:
     """True when out_dir holds an (interrupted) run made with other inputs or settings."""
     marker = out_dir / "fingerprint.txt"
     return marker.is_file() and marker.read_text() != fingerprint
+
+
+def window_rhythm(windows_mv: np.ndarray, info: dict, anchor_width: float) -> tuple[list[np.ndarray], torch.Tensor]:
+    """The R peaks of beat windows [N, leads, T] in mV (`data.rhythm.window_beats`, the anchor beat always among
+    them) described by cohort.json `info`, and their markers [N, T] for a rhythm-channel U-Net of `anchor_width`."""
+    length = np.asarray(windows_mv).shape[-1]
+    anchor = None if info.get("anchor_s") is None else round(info["anchor_s"] * info["fs_hz"])
+    beats = window_beats(windows_mv, info["fs_hz"], anchor)
+    return beats, beat_markers(beats, length, marker_width(length, anchor_width))

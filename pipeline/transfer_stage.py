@@ -19,11 +19,11 @@ import torch
 from ecg_tgdp.data.atomic import write_json
 from ecg_tgdp.data.store import Cohort, read_cohort
 from ecg_tgdp.models.model_file import ModelFile
-from ecg_tgdp.models.transfer import TRAINED_METHODS, TransferResult, WindowSplits, fit_transfer
+from ecg_tgdp.models.transfer import TRAINED_METHODS, TransferResult, WindowSplits, fit_transfer, tgdp_refusal
 from ecg_tgdp.pipeline.config import Config, ConfigError
 from ecg_tgdp.pipeline.distributed import on_main_rank
 from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
-from ecg_tgdp.pipeline.runtime import prepare_out_dir, resolve_device
+from ecg_tgdp.pipeline.runtime import prepare_out_dir, resolve_device, window_rhythm
 
 
 def transfer_stage(config: Config, run: RunDir, methods: list[str] | None = None, force: bool = False) -> dict[str, Path]:
@@ -46,9 +46,13 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     on_main_rank(prepare_out_dir, out_dir, fingerprint, force)
     target, max_val = read_cohort(run.path / "cohorts" / "target"), config.transfer.max_val_windows
     finetuned = ModelFile.load(_transfer(config, run, "finetune", False)) if method == "domain_guidance" else None
+    source = ModelFile.load(source_file)
+    check_method_fits(method, source, config)
     source_windows = (cohort_splits(read_cohort(run.path / "cohorts" / "source"), max_val, config.seed)
                       if method == "tgdp" else None)
-    fit = partial(fit_transfer, method, ModelFile.load(source_file), cohort_splits(target, max_val, config.seed),
+    rhythm = rhythm_of(source) if method in TRAINED_METHODS else None  # a trained method's windows need their rhythm
+    target_windows = cohort_splits(target, max_val, config.seed, rhythm)
+    fit = partial(fit_transfer, method, source, target_windows,
                   config.transfer.settings(), seed=config.seed, out_dir=out_dir, target_name=target.info["database"],
                   source_windows=source_windows, finetuned=finetuned, device=resolve_device(config.device))
     result = fit() if method in TRAINED_METHODS else on_main_rank(fit)
@@ -95,9 +99,25 @@ def method_fingerprint(config: Config, run: RunDir, method: str) -> str:
     return digest + fingerprint_files(inputs)
 
 
-def cohort_splits(cohort: Cohort, max_val_windows: int, seed: int) -> WindowSplits:
-    """Normalized windows and labels of a cohort's train split and (at most `max_val_windows` of) its val split."""
-    tensors = {}
+def check_method_fits(method: str, source: ModelFile, config: Config) -> None:
+    """ConfigError when `method` with the config's settings cannot transfer `source` (`tgdp_refusal`)."""
+    refused = tgdp_refusal(source.card, config.transfer.settings().tgdp) if method == "tgdp" else None
+    if refused:
+        raise ConfigError(f"transfer tgdp: {refused}")
+
+
+def rhythm_of(model: ModelFile) -> float | None:
+    """The marker width (`UNetConfig.anchor_width`) of a rhythm-channel model's R-peak markers; None for any other
+    model, whose windows need none."""
+    unet = model.card.unet_config()
+    return unet.anchor_width if unet.rhythm_channel else None
+
+
+def cohort_splits(cohort: Cohort, max_val_windows: int, seed: int,
+                  rhythm_width: float | None = None) -> WindowSplits:
+    """Normalized windows and labels of a cohort's train split and (at most `max_val_windows` of) its val split;
+    with `rhythm_width` (`rhythm_of`), also their R-peak markers (a rhythm-channel model trains on them)."""
+    tensors, rhythm = {}, {}
     for split in ("train", "val"):
         part = cohort.split(split)
         if split == "train" and not len(part.meta):
@@ -106,7 +126,9 @@ def cohort_splits(cohort: Cohort, max_val_windows: int, seed: int) -> WindowSpli
             part = part.subsample(max_val_windows, seed)
         tensors[split] = (torch.from_numpy(cohort.normalized(part.windows)),
                           torch.tensor(part.meta["label_index"].to_numpy()))
-    return WindowSplits(tensors["train"], tensors["val"] if len(tensors["val"][1]) else None)
+        if rhythm_width is not None and len(part.meta):
+            rhythm[f"{split}_rhythm"] = window_rhythm(part.windows, cohort.info, rhythm_width)[1]
+    return WindowSplits(tensors["train"], tensors["val"] if len(tensors["val"][1]) else None, **rhythm)
 
 
 def ratio_summary_line(diagnostics: dict) -> str:

@@ -387,3 +387,27 @@ def test_refitting_tgdp_with_the_same_config_repeats_it_exactly(own_run):
     assert after["ratio_diagnostics"] == before["ratio_diagnostics"]
     for name, tensor in before["guidance"]["weights"].items():
         assert torch.equal(tensor, after["guidance"]["weights"][name]), name
+
+
+def test_a_rhythm_channel_source_model_runs_every_stage(tmp_path, capsys):
+    """`source_model.model.rhythm_channel`: trained on its windows' R peaks, carrying a bank of them per class,
+    transferred by fine-tuning and TGDP, sampled and evaluated; the TGDP estimators that would denoise target
+    windows without their rhythm are refused in one line."""
+    run_dir = tmp_path / "run"
+    args = ["run", str(REPO / "configs/quickstart.toml"), "--run-dir", str(run_dir)]
+    for override in TINY + ["source_model.model.rhythm_channel=true", "transfer.methods=['finetune', 'tgdp']",
+                            "evaluation.transfer_scales=[]", "evaluation.budgets=[]"]:
+        args += ["--set", override]
+    assert run_cli(*args) == 0
+    source = DiffusionModel.load(run_dir / "models" / "source" / "model.pt")
+    assert source.net.config.rhythm_channel and set(source.card.rhythm_bank) == {"N", "S", "V"}
+    rhythm = source.card.rhythm_bank["N"][0]
+    anchor = round(source.card.anchor_s * source.card.fs_hz)
+    assert any(abs(peak - anchor) <= 0.1 * source.card.fs_hz for peak in rhythm)  # the anchor beat is in every rhythm
+    tgdp = DiffusionModel.load(run_dir / "models" / "tgdp" / "model.pt")
+    assert tgdp.card.rhythm_bank == source.card.rhythm_bank
+    assert (run_dir / "report" / "metrics.json").is_file()
+    capsys.readouterr()
+    regression = ["transfer", *args[1:], "--method", "tgdp", "--set", "transfer.tgdp.estimator=regression"]
+    assert run_cli(*regression) == 1
+    assert "a rhythm-channel source model takes" in capsys.readouterr().err

@@ -33,10 +33,13 @@ TRAINED_METHODS = ("finetune", "finetune_partial", "target_only")  # diffusion t
 
 @dataclass
 class WindowSplits:
-    """Normalized windows [N, leads, T] and class indices [N] of a cohort's train split and of its held-out split."""
+    """Normalized windows [N, leads, T] and class indices [N] of a cohort's train split and of its held-out split,
+    and for a rhythm-channel source model their R-peak markers [N, T] (`models.rhythm`)."""
 
     train: tuple[Tensor, Tensor]
     val: tuple[Tensor, Tensor] | None = None
+    train_rhythm: Tensor | None = None
+    val_rhythm: Tensor | None = None
 
     def __post_init__(self) -> None:
         for name, part in (("train", self.train), ("val", self.val)):
@@ -95,15 +98,18 @@ def _train_on_target(method: str, source: ModelFile, target: WindowSplits, setti
         net = trainable_copy(source.weights, card)
         if method == "finetune_partial":
             freeze_except(net, PARTIAL_FINETUNE_MODULES)
-    val = {} if target.val is None else {"val_x": target.val[0], "val_y": target.val[1]}
+    val = {} if target.val is None else {"val_x": target.val[0], "val_y": target.val[1], "val_rhythm": target.val_rhythm}
     train_diffusion(net, card.noise_schedule(), *target.train, replace(training, seed=seed), Path(out_dir),
-                    device=device, card=card.to_dict(), **val)
+                    device=device, card=card.to_dict(), train_rhythm=target.train_rhythm, **val)
     # every rank may read it: rank 0 wrote best.pt before the final checkpoint's barrier
     return replace(ModelFile.from_training(Path(out_dir)), card=card)
 
 
 def _fit_tgdp(source: ModelFile, target: WindowSplits, source_windows: WindowSplits, settings: TGDPSettings, card,
               device) -> TransferResult:
+    refused = tgdp_refusal(card, settings)
+    if refused:
+        raise ValueError(refused)
     frozen = trainable_copy(source.weights, card).to(device).eval().requires_grad_(False)
     fit = fit_tgdp(frozen, card.noise_schedule(), source_windows.train, target.train, settings,
                    source_val=source_windows.val, target_val=target.val, num_classes=len(card.classes), device=device)
@@ -113,6 +119,17 @@ def _fit_tgdp(source: ModelFile, target: WindowSplits, source_windows: WindowSpl
     diagnostics = _plain(fit.diagnostics)
     return TransferResult(ModelFile(card, source.weights, guidance=guidance, ratio_diagnostics=diagnostics), fit.log,
                           diagnostics)
+
+
+def tgdp_refusal(card, settings: TGDPSettings) -> str | None:
+    """Why TGDP with `settings` cannot transfer the model of `card`, or None: a rhythm-channel source model takes the
+    time_classifier estimator without refine_steps, since the regression estimator and the consistency refinement
+    denoise target windows with the source network, which is not given their rhythm (yet)."""
+    if card.rhythm_bank is not None and (settings.estimator == "regression" or settings.refine_steps):
+        return ("a rhythm-channel source model takes transfer.tgdp.estimator = 'time_classifier' with refine_steps = "
+                "0 only: the regression estimator and the consistency refinement would denoise target windows "
+                "without their rhythm")
+    return None
 
 
 def _plain(value):

@@ -98,7 +98,8 @@ def _train_on_target(method: str, source: ModelFile, target: WindowSplits, setti
         net = trainable_copy(source.weights, card)
         if method == "finetune_partial":
             freeze_except(net, PARTIAL_FINETUNE_MODULES)
-    val = {} if target.val is None else {"val_x": target.val[0], "val_y": target.val[1], "val_rhythm": target.val_rhythm}
+    val = {} if target.val is None else \
+        {"val_x": target.val[0], "val_y": target.val[1], "val_rhythm": target.val_rhythm}
     train_diffusion(net, card.noise_schedule(), *target.train, replace(training, seed=seed), Path(out_dir),
                     device=device, card=card.to_dict(), train_rhythm=target.train_rhythm, **val)
     # every rank may read it: rank 0 wrote best.pt before the final checkpoint's barrier

@@ -59,6 +59,9 @@ ARMS = {  # name → arm(...); the network is the recipe's 504k-parameter U-Net 
                     ROTARY),
     "v_vloss_rotary": arm("as v_rotary, trained on the v-MSE: the recipe itself, the shipped model", ROTARY,
                           loss_target="'v'"),
+    "v_vloss_rotary_rhythm": arm("as v_vloss_rotary, with the rhythm channel: each window's R peaks given "
+                                 "(real rhythms at sampling)", {**ROTARY, "rhythm_channel": "true"},
+                                 loss_target="'v'"),
 }
 MONITOR = ("auroc_train", "auroc_held_out", "excursion_share", "rr_cv")
 FULL_BAND_ARMS = ("eps_uniform", "v_minsnr5", "v_uniform", "v_rotary")  # monitored before the in-band discriminator

@@ -72,7 +72,8 @@ class DiffusionModel:
         A rhythm-channel model's ε function is for one batch of windows, whose R-peak markers are `rhythm` [B, T]."""
         net, reference = self.net, self.reference
         if rhythm is not None:
-            net, reference = with_rhythm(net, rhythm), reference and with_rhythm(reference, rhythm)
+            net = with_rhythm(net, rhythm)
+            reference = None if reference is None else with_rhythm(reference, rhythm)
         eps = classifier_free_guidance(net, self.net.null_class, cfg_scale)
         scale = TransferSettings().transfer_scale(self.method) if transfer_scale is None else transfer_scale
         scale = 1.0 if scale is None else scale

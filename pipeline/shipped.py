@@ -6,7 +6,7 @@ from pathlib import Path
 
 from ecg_tgdp.pipeline.config import ConfigError
 
-SHIPPED_MODEL_NAME = "mitdb_nsv_4s_v2"
+SHIPPED_MODEL_NAME = "mitdb_nsv_4s_v3"
 SHIPPED_SOURCE_MODEL = Path(str(resources.files("ecg_tgdp.models") / "pretrained" / SHIPPED_MODEL_NAME / "model.pt"))
 
 
@@ -17,7 +17,7 @@ def shipped_models() -> list[str]:
 
 
 def pretrained_path(name_or_path: Path | str) -> Path:
-    """A checkpoint path as given when it exists, else the shipped model of that name (`mitdb_nsv_4s_v2`)."""
+    """A checkpoint path as given when it exists, else the shipped model of that name (`mitdb_nsv_4s_v3`)."""
     path = Path(name_or_path)
     if path.is_file():
         return path

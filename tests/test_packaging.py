@@ -75,7 +75,7 @@ def test_the_wheel_puts_only_ecg_tgdp_into_site_packages(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     top = {name.split("/")[0] for name in names}
     assert {entry for entry in top if not entry.endswith(".dist-info")} == {"ecg_tgdp"}
-    assert "ecg_tgdp/models/pretrained/mitdb_nsv_4s_v2/model.pt" in names
+    assert "ecg_tgdp/models/pretrained/mitdb_nsv_4s_v3/model.pt" in names
     assert {"ecg_tgdp/configs/quickstart.toml", "ecg_tgdp/models/transfer/fit.py"} <= set(names)
 
 

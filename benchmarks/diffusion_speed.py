@@ -1,10 +1,11 @@
 """Diffusion speed: training windows/s and sampled windows/s of the shipped U-Net, against a plain DDPM loop.
 
-    python benchmarks/diffusion_speed.py [--checkpoint models/pretrained/mitdb_nsv_4s_v2/model.pt] [--device cpu] \
+    python benchmarks/diffusion_speed.py [--checkpoint models/pretrained/mitdb_nsv_4s_v3/model.pt] [--device cpu] \
         [--out benchmarks/results/diffusion_speed.json]
 
 The network and window of the checkpoint (the shipped MIT-BIH model by default: single-lead 4 s
-windows at 128 Hz, 1 × 512, 3 classes, its anchor channel). Training: forward, backward and
+windows at 128 Hz, 1 × 512, 3 classes, its anchor channel and its rhythm channel, given one rhythm of its bank
+for every window). Training: forward, backward and
 AdamW step at batch 64. Sampling: DPM-Solver++(2M) at 25 and 50 steps and its SDE form
 (the default sampler) at 25 steps, and the reference
 measured in the same run: the same network driven by a plain 1000-step ancestral DDPM loop
@@ -18,18 +19,44 @@ import time
 from pathlib import Path
 
 import torch
+from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
 from harness import RESULTS, write_result
 
 from ecg_tgdp.models.generate import DiffusionModel
+from ecg_tgdp.models.model_card import ModelCard
+from ecg_tgdp.models.rhythm import with_rhythm
 from ecg_tgdp.models.samplers import sample
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.unet import UNet1D
 from ecg_tgdp.pipeline.shipped import SHIPPED_MODEL_NAME, SHIPPED_SOURCE_MODEL
 
 
-def forward_flops(net: UNet1D, shape: tuple[int, int]) -> int:
+class GivenRhythm(nn.Module):
+    """A rhythm-channel U-Net with one rhythm bound for every window (`models.rhythm.with_rhythm`), so the loops below
+    call it as any other network; what is timed is the network, the marker channel included."""
+
+    def __init__(self, net: UNet1D, markers: torch.Tensor) -> None:
+        super().__init__()
+        self.net, self.config = net, net.config
+        self.register_buffer("markers", markers)
+
+    def forward(self, x: torch.Tensor, t: torch.Tensor, y: torch.Tensor, raw: bool = False) -> torch.Tensor:
+        return with_rhythm(self.net, self.markers)(x, t, y, raw=raw)
+
+
+def network_of(card: ModelCard) -> nn.Module:
+    """A seeded-random network of the card's shape; a rhythm-channel one given the bank's first rhythm of class 0."""
+    net = card.new_network()
+    if card.rhythm_bank is None:
+        return net
+    markers = DiffusionModel(net, card.noise_schedule(), card).rhythm_markers(
+        [0], seed=0, beats=[card.rhythm_bank[card.classes[0]][0]])
+    return GivenRhythm(net, markers)
+
+
+def forward_flops(net: nn.Module, shape: tuple[int, int]) -> int:
     """FLOPs of one forward pass for one window."""
     x, t, y = torch.zeros(1, *shape), torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.long)
     with FlopCounterMode(display=False) as counter:
@@ -37,7 +64,7 @@ def forward_flops(net: UNet1D, shape: tuple[int, int]) -> int:
     return counter.get_total_flops()
 
 
-def training_rate(net: UNet1D, schedule: NoiseSchedule, shape: tuple[int, int], device: torch.device, batch: int,
+def training_rate(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, int], device: torch.device, batch: int,
                   steps: int) -> float:
     """Training windows per second (ε-prediction loss, AdamW), after two warm-up steps."""
     optimizer = torch.optim.AdamW(net.parameters(), lr=2e-4)
@@ -58,7 +85,7 @@ def training_rate(net: UNet1D, schedule: NoiseSchedule, shape: tuple[int, int], 
 
 
 @torch.no_grad()
-def plain_ddpm(net: UNet1D, schedule: NoiseSchedule, shape: tuple[int, int], y: torch.Tensor,
+def plain_ddpm(net: nn.Module, schedule: NoiseSchedule, shape: tuple[int, int], y: torch.Tensor,
                generator: torch.Generator) -> torch.Tensor:
     """The reference: x_{t-1} = (x_t − β_t/σ_t ε)/√(1−β_t) + √β_t z over every one of the T steps."""
     abar = schedule.alphas_cumprod.to(torch.float32)
@@ -100,7 +127,7 @@ def main() -> None:
     torch.manual_seed(0)
     card = DiffusionModel.load(args.checkpoint).card  # the network's shape and schedule (weights: seeded random)
     shape = (len(card.leads), round(card.window_s * card.fs_hz))
-    net = card.new_network()
+    net = network_of(card)
     schedule = card.noise_schedule()
     flops = forward_flops(net, shape)
     net.to(device)

@@ -1,6 +1,6 @@
 """Generator quality: a source model's windows against held-out patients, read against the real-data floor.
 
-    python benchmarks/generator_quality.py [--checkpoint mitdb_nsv_4s_v2] [--recipe mitdb_to_svdb] \
+    python benchmarks/generator_quality.py [--checkpoint mitdb_nsv_4s_v3] [--recipe mitdb_to_svdb] \
         [--run-dir runs/mitdb_to_svdb] [--n-per-class 300] [--out benchmarks/results/generator_quality]
 
 Ingests the recipe's source cohort (cached in the run folder), then per class N, S, V scores
@@ -106,7 +106,7 @@ def strips_figure(reference: QualityReference, windows: LabeledWindows, label: s
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--checkpoint", default="mitdb_nsv_4s_v2", help="a shipped model's name or a checkpoint path")
+    parser.add_argument("--checkpoint", default="mitdb_nsv_4s_v3", help="a shipped model's name or a checkpoint path")
     parser.add_argument("--recipe", default="mitdb_to_svdb", help="the recipe whose source cohort the model learned")
     parser.add_argument("--run-dir", type=Path, default=Path("runs/mitdb_to_svdb"), help="where the cohort is ingested")
     add_data_root(parser)

@@ -33,6 +33,7 @@ from tqdm.auto import tqdm
 
 from ecg_tgdp.models.density_ratio import DomainClassifier, clip_ratios, cosine_lr_factor
 from ecg_tgdp.models.guidance import GuidanceNet, LogHFn, grad_log_h
+from ecg_tgdp.models.rhythm import with_rhythm
 from ecg_tgdp.models.samplers import DenoiserFn
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.settings import GuidanceTraining
@@ -91,16 +92,19 @@ def consistency_loss(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: NoiseSchedu
 
 
 def validation_consistency(eps_fn: DenoiserFn, log_h_fn: LogHFn, schedule: NoiseSchedule, x: Tensor, y: Tensor,
-                           batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu") -> float:
-    """`consistency_loss` averaged over all windows x [N, ...]; t and ε from `generator`, so one seeded the
-    same way each time makes validations comparable."""
+                           batch_size: int, generator: torch.Generator, device: torch.device | str = "cpu",
+                           rhythm: Tensor | None = None) -> float:
+    """`consistency_loss` averaged over all windows x [N, ...] (their R-peak markers `rhythm` [N, T] for a
+    rhythm-channel ε_θ); t and ε from `generator`, so one seeded the same way each time makes validations
+    comparable."""
     total = 0.0
     for start in range(0, len(x), batch_size):
         x0, labels = x[start:start + batch_size].float(), y[start:start + batch_size]
         t = torch.randint(schedule.num_steps, (len(x0),), generator=generator)
         eps = torch.randn(x0.shape, generator=generator)
         x0, labels, t, eps = (v.to(device) for v in (x0, labels, t, eps))
-        total += consistency_loss(eps_fn, log_h_fn, schedule, x0, labels, t, eps).item() * len(x0)
+        eps_of_batch = given_rhythm(eps_fn, rhythm, slice(start, start + batch_size), device)
+        total += consistency_loss(eps_of_batch, log_h_fn, schedule, x0, labels, t, eps).item() * len(x0)
     return total / len(x)
 
 
@@ -108,7 +112,8 @@ def train_guidance(
     guidance_net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, source_x: Tensor, source_y: Tensor,
     source_r: Tensor, settings: GuidanceTraining, *, target_x: Tensor | None = None, target_y: Tensor | None = None,
     time_classifier: DomainClassifier | None = None, val_x: Tensor | None = None, val_y: Tensor | None = None,
-    normalize_cycle: bool = False, device: torch.device | str = "cpu",
+    normalize_cycle: bool = False, device: torch.device | str = "cpu", target_rhythm: Tensor | None = None,
+    val_rhythm: Tensor | None = None,
 ) -> GuidanceResult:
     """Fit h_ψ to source ratios source_r [N] (clipped or self-normalized by the caller) with the switched-on
     regularizers on target_x/target_y; windows [N, leads, T] or vectors [N, D], labels [N] long.
@@ -116,7 +121,8 @@ def train_guidance(
     eps_fn is the frozen source denoiser; an `nn.Module` passed as eps_fn is frozen in place (requires_grad
     False, eval mode). With val_x/val_y (held-out target windows) the best held-out consistency loss is kept
     and training stops after `patience` validations without improvement. `normalize_cycle` self-normalizes the
-    cycle target (`cycle_loss`), for ratios that were self-normalized.
+    cycle target (`cycle_loss`), for ratios that were self-normalized. A rhythm-channel ε_θ gets the target and
+    validation windows' R-peak markers, target_rhythm and val_rhythm [N, T] (`models.rhythm`).
     """
     _check_inputs(settings, source_x, source_r, target_x, time_classifier, val_x, val_y)
     device = torch.device(device)
@@ -129,15 +135,16 @@ def train_guidance(
     generator = torch.Generator().manual_seed(settings.seed)
     result, best_state, bad_validations, scales = GuidanceResult(), None, 0, {}
     for step in tqdm(range(1, settings.steps + 1), desc="guidance network h_ψ", unit="step", leave=False, disable=None):
-        losses = _loss_terms(guidance_net, eps_fn, schedule, (source_x, source_y, source_r), (target_x, target_y),
-                             time_classifier, settings, generator, device, normalize_cycle)
+        losses = _loss_terms(guidance_net, eps_fn, schedule, (source_x, source_y, source_r),
+                             (target_x, target_y, target_rhythm), time_classifier, settings, generator, device,
+                             normalize_cycle)
         for group in optimizer.param_groups:
             group["lr"] = settings.lr * cosine_lr_factor(step - 1, settings.steps, settings.min_lr_ratio)
         row = _update(guidance_net, optimizer, losses, settings, step, scales)
         if val_x is not None and step % settings.val_every == 0:
             validation = torch.Generator().manual_seed(settings.seed + 1)
             row["val_consistency"] = validation_consistency(eps_fn, guidance_net.log_h, schedule, val_x, val_y,
-                                                            settings.batch_size, validation, device)
+                                                            settings.batch_size, validation, device, val_rhythm)
             if result.best_val_consistency is None or row["val_consistency"] < result.best_val_consistency:
                 result.best_step, result.best_val_consistency = step, row["val_consistency"]
                 best_state, bad_validations = copy.deepcopy(guidance_net.state_dict()), 0
@@ -165,7 +172,7 @@ def _loss_terms(net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, s
     if settings.eta_cycle == 0 and settings.eta_consistency == 0:
         return terms
     source_x_t = schedule.add_noise(x0, eps, t) if normalize_cycle else None
-    target_x, target_y = target
+    target_x, target_y, target_rhythm = target
     rows = torch.randint(len(target_x), (settings.batch_size,), generator=generator)
     # one target batch serves both regularizers: both ask h_ψ about the same noised target windows
     x0, y, _, t, eps = _noised_batch(target_x, target_y, rows, schedule, generator, device)
@@ -173,8 +180,15 @@ def _loss_terms(net: GuidanceNet, eps_fn: DenoiserFn, schedule: NoiseSchedule, s
         terms["cycle"], terms["cycle_clipped"] = cycle_loss(net, time_classifier, schedule, x0, y, t, eps,
                                                             settings.r_min, settings.r_max, source_x_t)
     if settings.eta_consistency > 0:
-        terms["consistency"] = consistency_loss(eps_fn, net.log_h, schedule, x0, y, t, eps)
+        eps_of_batch = given_rhythm(eps_fn, target_rhythm, rows, device)
+        terms["consistency"] = consistency_loss(eps_of_batch, net.log_h, schedule, x0, y, t, eps)
     return terms
+
+
+def given_rhythm(eps_fn: DenoiserFn, rhythm: Tensor | None, rows: Tensor | slice, device) -> DenoiserFn:
+    """eps_fn for the windows `rows` of a set whose R-peak markers are `rhythm` (`models.rhythm.with_rhythm`);
+    eps_fn itself when there are none (a network without a rhythm channel)."""
+    return eps_fn if rhythm is None else with_rhythm(eps_fn, rhythm[rows].to(device))
 
 
 def _noised_batch(x: Tensor, y: Tensor, rows: Tensor, schedule: NoiseSchedule, generator: torch.Generator,

@@ -54,7 +54,7 @@ from ecg_tgdp.models.samplers import DenoiserFn
 from ecg_tgdp.models.schedule import NoiseSchedule
 from ecg_tgdp.models.seeding import seeded
 from ecg_tgdp.models.settings import TGDPSettings
-from ecg_tgdp.models.tgdp import consistency_loss, train_guidance
+from ecg_tgdp.models.tgdp import consistency_loss, given_rhythm, train_guidance
 
 
 BAND_SCORE_FIELDS = tuple(spec.name for spec in fields(BandScores))
@@ -83,10 +83,12 @@ def fit_tgdp(
     eps_fn: DenoiserFn, schedule: NoiseSchedule, source: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor],
     settings: TGDPSettings, *, source_val: tuple[Tensor, Tensor] | None = None,
     target_val: tuple[Tensor, Tensor] | None = None, num_classes: int, device: torch.device | str = "cpu",
+    target_rhythm: Tensor | None = None, target_val_rhythm: Tensor | None = None,
 ) -> TGDPFit:
     """Fit TGDP for windows x [N, leads, T] (or vectors [N, D]) with labels y [N]: source/target train pools,
     optional held-out source and target windows (early stopping, temperature, diagnostics; without them the
-    diagnostics use the training pools and say so)."""
+    diagnostics use the training pools and say so). A rhythm-channel ε_θ denoises target windows (consistency)
+    given their R-peak markers, target_rhythm and target_val_rhythm [N, T] (`models.rhythm`)."""
     (source_x, source_y), (target_x, target_y) = source, target
     in_dim = source_x.shape[1] if settings.network == "conv" else int(np.prod(source_x.shape[1:]))
     net = NetConfig(kind=settings.network, in_dim=in_dim, num_classes=num_classes, width=settings.width,
@@ -103,7 +105,8 @@ def fit_tgdp(
                                               log=time_log, device=device)
     log += [{"phase": "time_classifier", **row} for row in time_log]
     if settings.estimator == "time_classifier" and settings.refine_steps:
-        log += refine_with_consistency(time_classifier, eps_fn, schedule, source, target, settings, device)
+        log += refine_with_consistency(time_classifier, eps_fn, schedule, source, target, settings, device,
+                                       target_rhythm)
     # in-sample scores say nothing about overlap (c' separates its own few target windows): no fade and no
     # calibration without held-out windows
     calibrate = settings.calibrate and settings.estimator == "time_classifier" and held_out is not None
@@ -116,7 +119,8 @@ def fit_tgdp(
         network: nn.Module = time_classifier
     else:
         network, regression_log, ratio_info = _fit_regression(eps_fn, schedule, source, target, net, settings,
-                                                              time_classifier, held_out, target_val, device)
+                                                              time_classifier, held_out, target_val, device,
+                                                              (target_rhythm, target_val_rhythm))
         log += regression_log
         diagnostics["regression"] = ratio_info
     diagnostics["t_min"] = t_min
@@ -168,7 +172,7 @@ def choose_t_min_from(diagnostics: dict, settings: TGDPSettings) -> int:
 
 def refine_with_consistency(classifier: DomainClassifier, eps_fn: DenoiserFn, schedule: NoiseSchedule,
                             source: tuple[Tensor, Tensor], target: tuple[Tensor, Tensor], settings: TGDPSettings,
-                            device) -> list[dict]:
+                            device, target_rhythm: Tensor | None = None) -> list[dict]:
     """Continue training c' on BCE + η₂ · consistency(ε_θ − σ_t ∇ logit c', target windows) (README: TGDP, exactly, step 4) for
     `refine_steps` steps at the classifier's final learning rate; the BCE term keeps logit c' a log ratio."""
     training = settings.time_domain
@@ -193,8 +197,8 @@ def refine_with_consistency(classifier: DomainClassifier, eps_fn: DenoiserFn, sc
         eps = torch.randn(x0.shape, generator=generator)
         x0, y, domain, t, eps = (v.to(device) for v in (x0, y, domain, t, eps))
         bce = F.binary_cross_entropy_with_logits(classifier(schedule.add_noise(x0, eps, t), y, t), domain)
-        consistency = consistency_loss(eps_fn, classifier_log_h(classifier), schedule, x0[half:], y[half:], t[half:],
-                                       eps[half:])
+        consistency = consistency_loss(given_rhythm(eps_fn, target_rhythm, tgt, device), classifier_log_h(classifier),
+                                       schedule, x0[half:], y[half:], t[half:], eps[half:])
         loss = bce + eta * consistency
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -207,8 +211,10 @@ def refine_with_consistency(classifier: DomainClassifier, eps_fn: DenoiserFn, sc
 def _fit_regression(eps_fn: DenoiserFn, schedule: NoiseSchedule, source: tuple[Tensor, Tensor],
                     target: tuple[Tensor, Tensor], net: NetConfig, settings: TGDPSettings,
                     time_classifier: DomainClassifier, held_out: HeldOut | None,
-                    target_val: tuple[Tensor, Tensor] | None, device) -> tuple[GuidanceNet, list[dict], dict]:
-    """The paper's estimator with held-out ratios: r from 2-fold cross-fitted, temperature-scaled c; h_ψ on r."""
+                    target_val: tuple[Tensor, Tensor] | None, device,
+                    rhythm: tuple[Tensor | None, Tensor | None] = (None, None)) -> tuple[GuidanceNet, list[dict], dict]:
+    """The paper's estimator with held-out ratios: r from 2-fold cross-fitted, temperature-scaled c; h_ψ on r.
+    `rhythm`: the target and target validation windows' R-peak markers, for a rhythm-channel ε_θ."""
     (source_x, source_y), (target_x, target_y) = source, target
     log_r, temperature, clean_scores = cross_fitted_log_ratios(source, target, net, settings.domain, held_out, device)
     r, clipped = clip_ratios(log_r.exp(), settings.guidance.r_min, settings.guidance.r_max)
@@ -222,6 +228,7 @@ def _fit_regression(eps_fn: DenoiserFn, schedule: NoiseSchedule, source: tuple[T
         time_classifier=time_classifier if settings.guidance.eta_cycle > 0 else None,
         val_x=None if target_val is None else target_val[0], val_y=None if target_val is None else target_val[1],
         normalize_cycle=settings.ratio_normalization == "self_normalize", device=device,
+        target_rhythm=rhythm[0] if uses_target else None, val_rhythm=rhythm[1],
     )
     weights = r.double().numpy()
     info = {"temperature": temperature, "clean": clean_scores, "ratio_clipped_share": clipped,

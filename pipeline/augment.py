@@ -39,7 +39,7 @@ from ecg_tgdp.data.wfdb_io import read_header
 from ecg_tgdp.models.generate import DiffusionModel
 from ecg_tgdp.models.model_file import ModelFile
 from ecg_tgdp.models.settings import DEFAULT_SAMPLER
-from ecg_tgdp.models.transfer import TRAINED_METHODS, fit_transfer
+from ecg_tgdp.models.transfer import fit_transfer
 from ecg_tgdp.pipeline.augment_options import AugmentOptions
 from ecg_tgdp.pipeline.cohorts import anchor_of, read_cohort_windows
 from ecg_tgdp.pipeline.config import Config, ConfigError, config_from_dict
@@ -47,7 +47,6 @@ from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
 from ecg_tgdp.pipeline.runtime import prepare_out_dir, resolve_device
 from ecg_tgdp.pipeline.shipped import pretrained_path
 from ecg_tgdp.pipeline.transfer_stage import (
-    check_method_fits,
     cohort_splits,
     ratio_summary_line,
     rhythm_of,
@@ -232,10 +231,8 @@ def _transferred(run: RunDir, config: Config, options: AugmentOptions, source_fi
     run.begin_stage(f"augment.transfer.{method}")
     prepare_out_dir(out_dir, fingerprint, force=False)
     target, source_model = read_cohort(target_dir), ModelFile.load(source_file)
-    check_method_fits(method, source_model, config)
-    rhythm = rhythm_of(source_model) if method in TRAINED_METHODS else None
     result = fit_transfer(method, source_model, cohort_splits(target, config.transfer.max_val_windows, config.seed,
-                                                              rhythm),
+                                                              rhythm_of(source_model)),
                           settings, seed=config.seed, out_dir=out_dir, target_name=target.info["database"],
                           source_windows=cohort_splits(source, config.transfer.max_val_windows, config.seed),
                           device=resolve_device(config.device))

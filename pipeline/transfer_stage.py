@@ -19,7 +19,7 @@ import torch
 from ecg_tgdp.data.atomic import write_json
 from ecg_tgdp.data.store import Cohort, read_cohort
 from ecg_tgdp.models.model_file import ModelFile
-from ecg_tgdp.models.transfer import TRAINED_METHODS, TransferResult, WindowSplits, fit_transfer, tgdp_refusal
+from ecg_tgdp.models.transfer import TRAINED_METHODS, TransferResult, WindowSplits, fit_transfer
 from ecg_tgdp.pipeline.config import Config, ConfigError
 from ecg_tgdp.pipeline.distributed import on_main_rank
 from ecg_tgdp.pipeline.rundir import RunDir, fingerprint_files
@@ -47,11 +47,9 @@ def _transfer(config: Config, run: RunDir, method: str, force: bool) -> Path:
     target, max_val = read_cohort(run.path / "cohorts" / "target"), config.transfer.max_val_windows
     finetuned = ModelFile.load(_transfer(config, run, "finetune", False)) if method == "domain_guidance" else None
     source = ModelFile.load(source_file)
-    check_method_fits(method, source, config)
     source_windows = (cohort_splits(read_cohort(run.path / "cohorts" / "source"), max_val, config.seed)
                       if method == "tgdp" else None)
-    rhythm = rhythm_of(source) if method in TRAINED_METHODS else None  # a trained method's windows need their rhythm
-    target_windows = cohort_splits(target, max_val, config.seed, rhythm)
+    target_windows = cohort_splits(target, max_val, config.seed, rhythm_of(source))
     fit = partial(fit_transfer, method, source, target_windows,
                   config.transfer.settings(), seed=config.seed, out_dir=out_dir, target_name=target.info["database"],
                   source_windows=source_windows, finetuned=finetuned, device=resolve_device(config.device))
@@ -99,16 +97,9 @@ def method_fingerprint(config: Config, run: RunDir, method: str) -> str:
     return digest + fingerprint_files(inputs)
 
 
-def check_method_fits(method: str, source: ModelFile, config: Config) -> None:
-    """ConfigError when `method` with the config's settings cannot transfer `source` (`tgdp_refusal`)."""
-    refused = tgdp_refusal(source.card, config.transfer.settings().tgdp) if method == "tgdp" else None
-    if refused:
-        raise ConfigError(f"transfer tgdp: {refused}")
-
-
 def rhythm_of(model: ModelFile) -> float | None:
-    """The marker width (`UNetConfig.anchor_width`) of a rhythm-channel model's R-peak markers; None for any other
-    model, whose windows need none."""
+    """The marker width (`UNetConfig.anchor_width`) of a rhythm-channel model's R-peak markers: the target windows
+    it is fine-tuned on or denoises (TGDP's consistency) need them; None for any other model."""
     unet = model.card.unet_config()
     return unet.anchor_width if unet.rhythm_channel else None
 

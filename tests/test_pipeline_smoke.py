@@ -5,6 +5,7 @@ import json
 import shutil
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from ecg_tgdp.data.store import read_cohort
@@ -201,8 +202,6 @@ def test_tgdp_logs_its_classifier_and_stores_guidance_with_ratio_diagnostics(tin
 
 
 def test_the_papers_regression_estimator_runs_with_both_regularizers(own_run):
-    import pandas as pd
-
     run_dir, args = own_run
     assert run_cli("transfer", *args[1:], "--method", "tgdp", "--set", "transfer.tgdp.estimator=regression") == 0
     log = pd.read_csv(run_dir / "models/tgdp/log.csv")
@@ -389,25 +388,34 @@ def test_refitting_tgdp_with_the_same_config_repeats_it_exactly(own_run):
         assert torch.equal(tensor, after["guidance"]["weights"][name]), name
 
 
-def test_a_rhythm_channel_source_model_runs_every_stage(tmp_path, capsys):
-    """`source_model.model.rhythm_channel`: trained on its windows' R peaks, carrying a bank of them per class,
-    transferred by fine-tuning and TGDP, sampled and evaluated; the TGDP estimators that would denoise target
-    windows without their rhythm are refused in one line."""
+def test_the_source_model_is_given_its_windows_rhythm_and_carries_a_bank_of_them(tiny_run):
+    """The quickstart's network has the rhythm channel (as the shipped model): a bank of its training windows'
+    R peaks per class, every rhythm holding the labeled beat, carried on by the transferred models."""
+    run_dir, _ = tiny_run
+    source = DiffusionModel.load(run_dir / "models" / "source" / "model.pt")
+    assert source.net.config.rhythm_channel and set(source.card.rhythm_bank) == {"N", "S", "V"}
+    anchor = round(source.card.anchor_s * source.card.fs_hz)
+    for rhythms in source.card.rhythm_bank.values():
+        assert all(any(abs(peak - anchor) <= 0.1 * source.card.fs_hz for peak in rhythm) for rhythm in rhythms)
+    for method in ("tgdp", "finetune", "target_only", "domain_guidance"):
+        assert DiffusionModel.load(run_dir / "models" / method / "model.pt").card.rhythm_bank == source.card.rhythm_bank
+
+
+def test_the_consistency_refinement_denoises_target_windows_given_their_rhythm(own_run):
+    run_dir, args = own_run
+    assert run_cli("transfer", *args[1:], "--method", "tgdp", "--set", "transfer.tgdp.refine_steps=2") == 0
+    log = pd.read_csv(run_dir / "models/tgdp/log.csv")
+    assert (log.loc[log["phase"] == "refine", "consistency"] > 0).all()
+
+
+def test_a_source_model_without_the_rhythm_channel_runs_every_stage(tmp_path):
+    """The network of the 2025 and v2 models (no rhythm channel) still trains, transfers, samples and evaluates."""
     run_dir = tmp_path / "run"
     args = ["run", str(REPO / "configs/quickstart.toml"), "--run-dir", str(run_dir)]
-    for override in TINY + ["source_model.model.rhythm_channel=true", "transfer.methods=['finetune', 'tgdp']",
+    for override in TINY + ["source_model.model.rhythm_channel=false", "transfer.methods=['finetune', 'tgdp']",
                             "evaluation.transfer_scales=[]", "evaluation.budgets=[]"]:
         args += ["--set", override]
     assert run_cli(*args) == 0
     source = DiffusionModel.load(run_dir / "models" / "source" / "model.pt")
-    assert source.net.config.rhythm_channel and set(source.card.rhythm_bank) == {"N", "S", "V"}
-    rhythm = source.card.rhythm_bank["N"][0]
-    anchor = round(source.card.anchor_s * source.card.fs_hz)
-    assert any(abs(peak - anchor) <= 0.1 * source.card.fs_hz for peak in rhythm)  # the anchor beat is in every rhythm
-    tgdp = DiffusionModel.load(run_dir / "models" / "tgdp" / "model.pt")
-    assert tgdp.card.rhythm_bank == source.card.rhythm_bank
+    assert not source.net.config.rhythm_channel and source.card.rhythm_bank is None
     assert (run_dir / "report" / "metrics.json").is_file()
-    capsys.readouterr()
-    regression = ["transfer", *args[1:], "--method", "tgdp", "--set", "transfer.tgdp.estimator=regression"]
-    assert run_cli(*regression) == 1
-    assert "a rhythm-channel source model takes" in capsys.readouterr().err

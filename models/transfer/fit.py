@@ -108,29 +108,16 @@ def _train_on_target(method: str, source: ModelFile, target: WindowSplits, setti
 
 def _fit_tgdp(source: ModelFile, target: WindowSplits, source_windows: WindowSplits, settings: TGDPSettings, card,
               device) -> TransferResult:
-    refused = tgdp_refusal(card, settings)
-    if refused:
-        raise ValueError(refused)
     frozen = trainable_copy(source.weights, card).to(device).eval().requires_grad_(False)
     fit = fit_tgdp(frozen, card.noise_schedule(), source_windows.train, target.train, settings,
-                   source_val=source_windows.val, target_val=target.val, num_classes=len(card.classes), device=device)
+                   source_val=source_windows.val, target_val=target.val, num_classes=len(card.classes), device=device,
+                   target_rhythm=target.train_rhythm, target_val_rhythm=target.val_rhythm)
     guidance = {"estimator": fit.estimator, "config": asdict(fit.network.config), "weights": fit.network.state_dict(),
                 "t_min": fit.t_min, "fade_steps": fit.fade_steps,
                 "calibration": None if fit.calibration is None else fit.calibration.to_dict()}
     diagnostics = _plain(fit.diagnostics)
     return TransferResult(ModelFile(card, source.weights, guidance=guidance, ratio_diagnostics=diagnostics), fit.log,
                           diagnostics)
-
-
-def tgdp_refusal(card, settings: TGDPSettings) -> str | None:
-    """Why TGDP with `settings` cannot transfer the model of `card`, or None: a rhythm-channel source model takes the
-    time_classifier estimator without refine_steps, since the regression estimator and the consistency refinement
-    denoise target windows with the source network, which is not given their rhythm (yet)."""
-    if card.rhythm_bank is not None and (settings.estimator == "regression" or settings.refine_steps):
-        return ("a rhythm-channel source model takes transfer.tgdp.estimator = 'time_classifier' with refine_steps = "
-                "0 only: the regression estimator and the consistency refinement would denoise target windows "
-                "without their rhythm")
-    return None
 
 
 def _plain(value):

@@ -36,7 +36,7 @@ from ecg_tgdp.models.training import (
     lr_factor,
 )
 from ecg_tgdp.pipeline.cli import main
-from ecg_tgdp.pipeline.runtime import seeded_unet
+from ecg_tgdp.pipeline.runtime import seeded_unet, window_rhythm
 from tests.conftest import REPO
 from tests.test_pipeline_smoke import TINY
 
@@ -111,6 +111,8 @@ def _one_process_with_all_ranks_batches(run_dir: Path, saved: dict) -> dict[str,
     cohort = read_cohort(run_dir / "cohorts/source")
     train = cohort.split("train")
     x, y = torch.from_numpy(cohort.normalized(train.windows)), torch.tensor(train.meta["label_index"].to_numpy())
+    markers = window_rhythm(train.windows, cohort.info, card.unet["anchor_width"])[1] \
+        if card.unet["rhythm_channel"] else None  # the quickstart's network is given its windows' rhythm
     schedule = card.noise_schedule()
     assert card.unet["dropout"] == 0  # so the global generator, which dropout would draw from, plays no part
     model = seeded_unet(card.unet_config(), card.noise_schedule(), config.seed)  # the stage's initial weights
@@ -127,7 +129,8 @@ def _one_process_with_all_ranks_batches(run_dir: Path, saved: dict) -> dict[str,
             eps = torch.randn(x0.shape, generator=stream["noise"], dtype=x0.dtype)
             dropped = torch.rand(len(labels), generator=stream["noise"]) < config.label_dropout
             losses.append(diffusion_loss(model, schedule, x0, torch.where(dropped, model.null_class, labels), t, eps,
-                                         config.min_snr_gamma, config.loss_target))
+                                         config.min_snr_gamma, config.loss_target,
+                                         rhythm=None if markers is None else markers[index]))
         optimizer.zero_grad(set_to_none=True)
         torch.stack(losses).mean().backward()  # DDP's average of the ranks' gradients
         nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)

@@ -73,13 +73,17 @@ def detect_r_peaks(lead: np.ndarray, fs_hz: float) -> np.ndarray:
 def window_beats(windows: np.ndarray, fs_hz: float, anchor: int | None) -> list[np.ndarray]:
     """The R peaks of each window [N, leads, T] (first lead, `detect_r_peaks`), with the anchor beat at `anchor` added
     where the detector missed it (`anchor_rr`): the rhythm a rhythm-channel model is given (`models.rhythm`)."""
-    beats = []
-    for window in np.asarray(windows):
-        peaks = detect_r_peaks(window[0], fs_hz)
-        if anchor is not None and not np.any(np.abs(peaks - anchor) <= ANCHOR_SEARCH_S * fs_hz):
-            peaks = np.sort(np.append(peaks, anchor))
-        beats.append(peaks)
-    return beats
+    peaks = (detect_r_peaks(window[0], fs_hz) for window in np.asarray(windows))
+    return [p if anchor is None else with_anchor_beat(p, anchor, fs_hz) for p in peaks]
+
+
+def with_anchor_beat(peaks: np.ndarray, anchor: int, fs_hz: float) -> np.ndarray:
+    """Sorted R peaks with `anchor` added when no peak lies within ANCHOR_SEARCH_S of it (the detector missed the
+    annotated beat)."""
+    peaks = np.asarray(peaks, dtype=np.int64)
+    if np.any(np.abs(peaks - anchor) <= ANCHOR_SEARCH_S * fs_hz):
+        return peaks
+    return np.sort(np.append(peaks, anchor))
 
 
 def anchor_rr(peaks: np.ndarray, anchor: int, fs_hz: float) -> tuple[int, float, float, float]:
@@ -88,13 +92,8 @@ def anchor_rr(peaks: np.ndarray, anchor: int, fs_hz: float) -> tuple[int, float,
     peaks: sorted R-peak samples of one window; the anchor beat is the peak within ANCHOR_SEARCH_S of
     `anchor`, or `anchor` itself (added to the peaks) when the detector missed it.
     """
-    peaks = np.asarray(peaks, dtype=np.int64)
-    near = np.flatnonzero(np.abs(peaks - anchor) <= ANCHOR_SEARCH_S * fs_hz)
-    if len(near):
-        k = int(near[np.argmin(np.abs(peaks[near] - anchor))])
-    else:
-        peaks = np.sort(np.append(peaks, anchor))
-        k = int(np.searchsorted(peaks, anchor))
+    peaks = with_anchor_beat(peaks, anchor, fs_hz)
+    k = int(np.argmin(np.abs(peaks - anchor)))  # the nearest peak within the search window, or the added anchor
     rr = np.diff(peaks) / fs_hz
     before = rr[k - 1] if k > 0 else np.nan
     after = rr[k] if k < len(rr) else np.nan

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 from sklearn.metrics import f1_score
 
+from ecg_tgdp.data.plausibility import beat_mask
 from ecg_tgdp.data.rhythm import detect_r_peaks
 from ecg_tgdp.data.store import Cohort
 from ecg_tgdp.evaluation.classifier_inputs import PreparedInputs, WindowGeometry
@@ -41,7 +42,6 @@ from ecg_tgdp.models.generate import DiffusionModel
 from ecg_tgdp.models.model_card import ModelCard
 from ecg_tgdp.models.settings import DEFAULT_SAMPLER, DEFAULT_STEPS
 
-EXCURSION_GUARD_S = 0.15  # the labeled beat's QRS: deflections this close to the anchor are the beat itself
 EXCURSION_PERCENTILE = 99.0
 JUDGE_WINDOWS_PER_CLASS = 3000  # training windows the judge learns from, per class at most
 HELD_OUT_PER_CLASS = 1000  # held-out windows scored against, per class at most (the discriminator reads ≤ 1000)
@@ -124,13 +124,11 @@ def scoreable_classes(reference: QualityReference, min_windows: int = MIN_DISCRI
 
 
 def excursion(windows: np.ndarray, anchor: int, fs_hz: float) -> np.ndarray:
-    """The largest |x − median(x)| of each window [N, leads, T] (mV) outside ±EXCURSION_GUARD_S of the anchor: [N]."""
+    """The largest |x − median(x)| of each window [N, leads, T] (mV) outside the labeled beat at `anchor`
+    (`data.plausibility.beat_mask`): [N]."""
     windows = np.asarray(windows, dtype=np.float64)
     deviation = np.abs(windows - np.median(windows, axis=-1, keepdims=True)).max(axis=1)  # [N, T]
-    guard = round(EXCURSION_GUARD_S * fs_hz)
-    outside = np.ones(windows.shape[-1], dtype=bool)
-    outside[max(0, anchor - guard):anchor + guard + 1] = False
-    return deviation[:, outside].max(axis=1)
+    return deviation[:, ~beat_mask(windows.shape[-1], anchor, fs_hz)].max(axis=1)
 
 
 def rhythm_regularity(windows: np.ndarray, fs_hz: float) -> tuple[np.ndarray, np.ndarray]:

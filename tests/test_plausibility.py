@@ -4,26 +4,41 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecg_tgdp.data.plausibility import check_amplitude, plausible_by_class, plausible_range
+from ecg_tgdp.data.plausibility import FEATURES, check_amplitude, plausible_by_class, plausible_range
 from ecg_tgdp.data.records import RecordError
 
 
-def _beats(n: int, seed: int = 0) -> np.ndarray:
-    """[n, 1, 128] one-second windows with a QRS-like spike of 0.8-1.2 mV and a T wave over small noise."""
+FS, BEAT = 128.0, 128  # two-second windows, the labeled beat in the middle
+
+
+def _beats(n: int, seed: int = 0, scale: float = 1.0) -> np.ndarray:
+    """[n, 1, 256] windows of three beats (the labeled one at BEAT): a QRS-like spike of 0.8-1.2 mV (× scale) and
+    a T wave over small noise."""
     rng = np.random.default_rng(seed)
-    t = np.arange(128) / 128.0
-    beat = np.exp(-0.5 * ((t - 0.5) / 0.012) ** 2) + 0.2 * np.exp(-0.5 * ((t - 0.75) / 0.05) ** 2)
-    return beat[None, None] * rng.uniform(0.8, 1.2, (n, 1, 1)) + 0.01 * rng.standard_normal((n, 1, 128))
+    t = np.arange(256)
+    beat = sum(np.exp(-0.5 * ((t - r) / 1.5) ** 2) + 0.2 * np.exp(-0.5 * ((t - r - 32) / 6.4) ** 2)
+               for r in (BEAT - 100, BEAT, BEAT + 96))
+    return scale * beat[None, None] * rng.uniform(0.8, 1.2, (n, 1, 1)) + 0.01 * rng.standard_normal((n, 1, 256))
 
 
-def test_windows_beyond_the_real_range_are_screened_and_similar_ones_kept():
-    bounds = plausible_range(_beats(60))
+def test_windows_unlike_an_ecg_are_screened_and_similar_ones_kept():
+    bounds = plausible_range(_beats(60), BEAT, FS)
     fresh = _beats(20, seed=1)
     assert bounds.contains(fresh).all()
     rng = np.random.default_rng(2)
-    wrong = np.stack([fresh[0] * 40, fresh[1] / 40, rng.normal(0, 0.4, (1, 128)), np.zeros((1, 128)),
-                      np.where(np.arange(128) == 5, np.nan, fresh[2])])
-    assert not bounds.contains(wrong).any()  # too large, too small, noise (too steep), flat, non-finite
+    spike = fresh[3].copy()
+    spike[0, 60] += 4.0  # four times the beat's height, away from the beat
+    wrong = np.stack([fresh[0] * 40, fresh[1] / 40, rng.normal(0, 0.4, (1, 256)), np.zeros((1, 256)),
+                      np.where(np.arange(256) == 5, np.nan, fresh[2]), spike])
+    assert not bounds.contains(wrong).any()  # too large, too small, noise (too busy), flat, non-finite, a spike
+
+
+def test_the_range_allows_for_other_patients():
+    """Three times the amplitude is another patient's ECG, not an implausible one; the real windows' own spread (one
+    patient here) alone would reject it."""
+    real, other_patient = _beats(60), _beats(20, seed=5, scale=3.0)
+    assert plausible_range(real, BEAT, FS).contains(other_patient).all()
+    assert not plausible_range(real, BEAT, FS, between_patients=[0.0] * len(FEATURES)).contains(other_patient).any()
 
 
 def test_records_outside_the_physiological_amplitude_name_the_lead():
@@ -36,9 +51,9 @@ def test_records_outside_the_physiological_amplitude_name_the_lead():
 
 
 def test_each_class_is_judged_against_its_own_real_windows():
-    normal, ventricular = _beats(200), 4.0 * _beats(30, seed=3)  # V beats four times as large as N beats
+    normal, ventricular = _beats(200), _beats(30, seed=3, scale=10.0)  # V beats ten times as large as N beats
     real, labels = np.concatenate([normal, ventricular]), np.array(["N"] * 200 + ["V"] * 30)
-    assert not plausible_range(real).contains(ventricular).any()  # a range fit on all real windows rejects them
-    synthetic = 4.0 * _beats(10, seed=4)
-    assert plausible_by_class(real, labels, synthetic, np.array(["V"] * 10)).all()
-    assert not plausible_by_class(real, labels, synthetic, np.array(["N"] * 10)).any()
+    assert not plausible_range(real, BEAT, FS).contains(ventricular).any()  # a range fit on all real windows rejects them
+    synthetic = _beats(10, seed=4, scale=10.0)
+    assert plausible_by_class(real, labels, synthetic, np.array(["V"] * 10), BEAT, FS).all()
+    assert not plausible_by_class(real, labels, synthetic, np.array(["N"] * 10), BEAT, FS).any()

@@ -11,7 +11,8 @@ guidance fades where they say, exactly as in the `transfer` stage: both call
 written out, followed by the synthetic ones, in a format `ecg-tgdp ingest` reads back as
 written (already band-passed, same anchor, synthetic flag). By default the synthetic windows
 top the rare classes up toward the majority class (`data.balance`), and those outside the
-real windows' robust amplitude and slope range are screened out (`data.plausibility`).
+plausible range of the real windows of their class (size, slope, how busy, spikes away from the beat;
+widened by the spread between patients) are screened out (`data.plausibility`).
 Every step is cached in the work folder by content hash, so a second identical run reuses
 the transfer and the samples.
 """
@@ -289,7 +290,7 @@ def _print_summary(summary: dict) -> None:
     print(f"augment: real windows {real}; synthetic ({summary['method']}) {synthetic}")
     if screened:
         listed = " · ".join(f"{cls} {n}" for cls, n in summary["screened_out"].items() if n)
-        print(f"augment: screened out {screened} synthetic windows outside the amplitude and slope range of the real "
-              f"windows of their class ({listed})")
+        print(f"augment: screened out {screened} synthetic windows outside the plausible range of the real "
+              f"windows of their class: size, slope, busyness or a spike away from the beat ({listed})")
     print(f"augment: → {summary['output']} (synthetic windows belong to patient {summary['synthetic_patient']!r}; "
           f"summary in augment.json; {summary['seconds']:.0f} s)")

@@ -32,7 +32,7 @@ from ecg_tgdp.data.atomic import write_json
 from ecg_tgdp.data.balance import DEFAULT_MAX_PER_CLASS, DEFAULT_TARGET_SHARE, top_up_counts
 from ecg_tgdp.data.export import export_windows, write_synthetic_cohort
 from ecg_tgdp.data.ingest import class_counts, list_wfdb_records
-from ecg_tgdp.data.plausibility import BETWEEN_PATIENT_LOG_SD, FEATURES, SCREEN_SPREAD, plausible_by_class
+from ecg_tgdp.data.plausibility import plausible_by_class, screen_settings
 from ecg_tgdp.data.records import RecordError
 from ecg_tgdp.data.splits import split_patients
 from ecg_tgdp.data.store import Cohort, cohort_files, read_cohort, write_cohort
@@ -253,8 +253,7 @@ def _synthetic_samples(run: RunDir, config: Config, model_file: Path, plan: dict
     folder = run.path / "samples" / "augment"
     settings = {"plan": plan, "steps": options.sampling_steps, "seed": options.seed,
                 "transfer_scale": config.transfer.settings().transfer_scale(options.method),
-                "screen": {"by": "class", "features": FEATURES, "spread": SCREEN_SPREAD,
-                           "between_patients": BETWEEN_PATIENT_LOG_SD}}
+                "screen": {"by": "class", **screen_settings()}}
     fingerprint = _settings_digest(settings) + fingerprint_files([model_file, run.path / "cohorts" / "target"])
     if run.is_current("augment.samples", fingerprint, cohort_files(folder)):
         print(f"augment: synthetic windows up to date ({folder})")
@@ -267,7 +266,7 @@ def _synthetic_samples(run: RunDir, config: Config, model_file: Path, plan: dict
                                transfer_scale=settings["transfer_scale"])
                if len(labels) else np.zeros((0, *real_windows.shape[1:]), np.float32))
     card = model.card
-    beat = round(card.anchor_s * card.fs_hz) if card.anchor_s is not None else card.window_shape[1] // 2
+    beat = None if card.anchor_s is None else round(card.anchor_s * card.fs_hz)
     plausible = plausible_by_class(real_windows, real_labels, windows, np.asarray(model.classes)[labels], beat,
                                    card.fs_hz)
     screened = {cls: int((~plausible & (labels == i)).sum()) for i, cls in enumerate(model.classes)}

@@ -53,7 +53,27 @@ def test_records_outside_the_physiological_amplitude_name_the_lead():
 def test_each_class_is_judged_against_its_own_real_windows():
     normal, ventricular = _beats(200), _beats(30, seed=3, scale=10.0)  # V beats ten times as large as N beats
     real, labels = np.concatenate([normal, ventricular]), np.array(["N"] * 200 + ["V"] * 30)
-    assert not plausible_range(real, BEAT, FS).contains(ventricular).any()  # a range fit on all real windows rejects them
+    assert not plausible_range(real, BEAT, FS).contains(ventricular).any()  # a range fit on all windows rejects them
     synthetic = _beats(10, seed=4, scale=10.0)
     assert plausible_by_class(real, labels, synthetic, np.array(["V"] * 10), BEAT, FS).all()
     assert not plausible_by_class(real, labels, synthetic, np.array(["N"] * 10), BEAT, FS).any()
+
+
+def test_every_lead_is_judged_and_crops_skip_the_beat():
+    real = np.concatenate([_beats(60), _beats(60, seed=6)], axis=1)  # two leads
+    fresh = np.concatenate([_beats(5, seed=7), _beats(5, seed=8)], axis=1)
+    assert plausible_range(real, BEAT, FS).contains(fresh).all()
+    fresh[0, 1] *= 40  # the second lead of one window
+    assert plausible_range(real, BEAT, FS).contains(fresh).tolist() == [False] + [True] * 4
+    spike = _beats(1, seed=9) + 3.5 * np.exp(-0.5 * ((np.arange(256) - 60) / 3.0) ** 2)  # a smooth bump off the beat
+    assert not plausible_range(_beats(60), BEAT, FS).contains(spike).any()
+    assert plausible_range(_beats(60), None, FS).contains(spike).all()  # a crop has no beat to be away from
+
+
+def test_a_beat_the_window_cannot_hold_is_an_error():
+    with pytest.raises(ValueError, match="does not fit a window of 32 samples at 128 Hz"):
+        plausible_range(_beats(20)[..., :32], 16, FS)
+    with pytest.raises(ValueError, match="does not fit"):
+        plausible_range(_beats(20), 300, FS)
+    with pytest.raises(ValueError, match="one SD per feature"):
+        plausible_range(_beats(20), BEAT, FS, between_patients=[0.3])

@@ -57,7 +57,7 @@ ARMS = {  # name → arm(...); the network is the recipe's 504k-parameter U-Net 
     "v_uniform": arm("v-prediction, uniform ε-MSE", {**EPSILON, "prediction": "'v'"}),
     "v_rotary": arm("v-prediction, uniform ε-MSE, attention at the 2 lowest resolutions with rotary positions",
                     ROTARY),
-    "v_vloss_rotary": arm("as v_rotary, trained on the v-MSE: the recipe itself, the shipped model", ROTARY,
+    "v_vloss_rotary": arm("as v_rotary, trained on the v-MSE: the recipe itself (v2)", ROTARY,
                           loss_target="'v'"),
     "v_vloss_rotary_rhythm": arm("as v_vloss_rotary, with the rhythm channel: each window's R peaks given "
                                  "(real rhythms at sampling)", {**ROTARY, "rhythm_channel": "true"},

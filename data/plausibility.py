@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.stats import median_abs_deviation
 
 from ecg_tgdp.data.records import RecordError
 
@@ -98,7 +99,10 @@ class PlausibleRange:
 
     def contains(self, windows: np.ndarray) -> np.ndarray:
         """Boolean [N]: windows [N, leads, T] whose every feature of every lead lies inside the bounds."""
-        features = window_features(windows, self.beat, self.fs_hz)
+        return self.covers(window_features(windows, self.beat, self.fs_hz))
+
+    def covers(self, features: np.ndarray) -> np.ndarray:
+        """Boolean [N]: windows whose `window_features` [N, features, leads] all lie inside the bounds."""
         return ((features >= self.low) & (features <= self.high)).all(axis=(1, 2))
 
 
@@ -111,7 +115,7 @@ def plausible_range(real_windows: np.ndarray, beat: int | None, fs_hz: float, sp
     features = window_features(real_windows, beat, fs_hz)
     features = np.where(np.isfinite(features), features, np.nan)
     median = np.nanmedian(features, axis=0)
-    robust_sd = 1.4826 * np.nanmedian(np.abs(features - median), axis=0)
+    robust_sd = median_abs_deviation(features, axis=0, scale="normal", nan_policy="omit")
     sd = np.hypot(robust_sd, np.asarray(between_patients, dtype=np.float64)[:, None])
     return PlausibleRange(low=median - spread * sd, high=median + spread * sd, beat=beat, fs_hz=fs_hz)
 

@@ -23,9 +23,10 @@ def test_recipe_names_the_shipped_model_and_it_is_found_by_name():
 def test_the_lead_shift_recipe_adopts_the_ds1_model_shipped_for_it():
     config = load_config(REPO / "configs/mitdb_ds1_to_ds2_v1.toml")
     path = pretrained_path(config.source_model.pretrained)
-    assert path == REPO / "models/pretrained/mitdb_ds1_nsv_4s/model.pt" and (path.parent / "MODEL_CARD.md").is_file()
-    card = DiffusionModel.load(path).card
-    assert list(card.classes) == ["N", "S", "V"]
+    assert path == REPO / "models/pretrained/mitdb_ds1_nsv_4s_v3/model.pt" and (path.parent / "MODEL_CARD.md").is_file()
+    model = DiffusionModel.load(path)
+    card = model.card
+    assert list(card.classes) == ["N", "S", "V"] and model.net.config.rhythm_channel == config.source_model.model.rhythm_channel
     assert card.leads == ("MLII",) and card.fs_hz == config.windows.fs_hz and card.window_s == config.windows.window_s
 
 

@@ -26,7 +26,8 @@ def test_the_lead_shift_recipe_adopts_the_ds1_model_shipped_for_it():
     assert path == REPO / "models/pretrained/mitdb_ds1_nsv_4s_v3/model.pt" and (path.parent / "MODEL_CARD.md").is_file()
     model = DiffusionModel.load(path)
     card = model.card
-    assert list(card.classes) == ["N", "S", "V"] and model.net.config.rhythm_channel == config.source_model.model.rhythm_channel
+    assert list(card.classes) == ["N", "S", "V"]
+    assert model.net.config.rhythm_channel == config.source_model.model.rhythm_channel
     assert card.leads == ("MLII",) and card.fs_hz == config.windows.fs_hz and card.window_s == config.windows.window_s
 
 
